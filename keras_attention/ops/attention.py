@@ -241,22 +241,24 @@ def _chunked(q, k, v, mask5, bias5, slopes5, is_causal, scale, block_size):
     neg = _neg_limit("float32")
 
     # Layout: q (b, kv, g, tq, d); key/value blocks (n, b, kv, block, d).
-    def to_q_layout(x):
-        x = ops.reshape(ops.cast(x, "float32"), (b, tq, kv_heads, groups, -1))
+    # Reshapes name every size but the batch: the gradient function is also
+    # traced on its own (SavedModel export), where the batch is unknown.
+    def to_q_layout(x, last):
+        x = ops.reshape(ops.cast(x, "float32"), (-1, tq, kv_heads, groups, last))
         return ops.transpose(x, (0, 2, 3, 1, 4))
 
-    def from_q_layout(x):
+    def from_q_layout(x, last):
         x = ops.transpose(x, (0, 3, 1, 2, 4))
-        return ops.reshape(x, (b, tq, h, x.shape[-1]))
+        return ops.reshape(x, (-1, tq, h, last))
 
     def kv_blocks(x):
         x = ops.transpose(ops.cast(x, "float32"), (0, 2, 1, 3))
         return _blocked(x, 2, blocks, block, 0.0)
 
-    def from_kv_blocks(x):
+    def from_kv_blocks(x, last):
         # (n, b, kv, block, d) -> (b, tk, kv, d)
         x = ops.transpose(x, (1, 0, 3, 2, 4))
-        x = ops.reshape(x, (b, blocks * block, kv_heads, x.shape[-1]))
+        x = ops.reshape(x, (-1, blocks * block, kv_heads, last))
         return x[:, :tk]
 
     key_pos = ops.reshape(ops.arange(blocks * block, dtype="int32"), (blocks, block))
@@ -295,7 +297,7 @@ def _chunked(q, k, v, mask5, bias5, slopes5, is_causal, scale, block_size):
         return s, allowed
 
     def core(q_in, k_in, v_in, *bias_in):
-        qs = to_q_layout(q_in) * scale
+        qs = to_q_layout(q_in, d) * scale
         kb = kv_blocks(k_in)
         vb = kv_blocks(v_in)
         bias_blocked = False
@@ -310,11 +312,11 @@ def _chunked(q, k, v, mask5, bias5, slopes5, is_causal, scale, block_size):
                 return None
             return bias_src[j] if bias_blocked else bias_src
 
-        stat_shape = (b, kv_heads, groups, tq)
+        zeros = ops.zeros_like(qs[..., 0])
         init = (
-            ops.full(stat_shape, neg, dtype="float32"),
-            ops.zeros(stat_shape, dtype="float32"),
-            ops.zeros((b, kv_heads, groups, tq, dv), dtype="float32"),
+            zeros + neg,
+            zeros,
+            ops.repeat(zeros[..., None], dv, axis=-1),
         )
 
         def forward_step(j, carry):
@@ -341,13 +343,9 @@ def _chunked(q, k, v, mask5, bias5, slopes5, is_causal, scale, block_size):
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
-            do = to_q_layout(upstream)
+            do = to_q_layout(upstream, dv)
             delta = ops.sum(do * out, axis=-1)
-            init = (
-                ops.zeros_like(qs),
-                ops.zeros((blocks, b, kv_heads, block, d), dtype="float32"),
-                ops.zeros((blocks, b, kv_heads, block, dv), dtype="float32"),
-            )
+            init = (ops.zeros_like(qs), ops.zeros_like(kb), ops.zeros_like(vb))
             if bias_src is not None:
                 init = init + (ops.zeros_like(bias_src),)
 
@@ -377,22 +375,22 @@ def _chunked(q, k, v, mask5, bias5, slopes5, is_causal, scale, block_size):
                 return new
 
             result = ops.fori_loop(0, blocks, backward_step, init)
-            dq = from_q_layout(result[0] * scale)
+            dq = from_q_layout(result[0] * scale, d)
             grads = [
                 ops.cast(dq, q_in.dtype),
-                ops.cast(from_kv_blocks(result[1]), k_in.dtype),
-                ops.cast(from_kv_blocks(result[2]), v_in.dtype),
+                ops.cast(from_kv_blocks(result[1], d), k_in.dtype),
+                ops.cast(from_kv_blocks(result[2], dv), v_in.dtype),
             ]
             if bias_in:
                 db = result[3]
                 if bias_blocked:
                     db = ops.moveaxis(db, 0, 4)
-                    dims = _dims(db)
-                    db = ops.reshape(db, dims[:4] + [blocks * block])[..., :tk]
+                    lead = [-1 if n is None else n for n in db.shape[:4]]
+                    db = ops.reshape(db, lead + [blocks * block])[..., :tk]
                 grads.append(ops.cast(db, bias_in[0].dtype))
             return tuple(grads)
 
-        return from_q_layout(out), grad
+        return from_q_layout(out, dv), grad
 
     return ops.custom_gradient(core), in_dtype
 

@@ -1,0 +1,18 @@
+"""Attention layers, position encodings and transformer blocks."""
+
+from keras_attention.layers.base import BaseAttention
+from keras_attention.layers.multi_head_attention import MultiHeadAttention
+from keras_attention.layers.registry import available
+from keras_attention.layers.registry import get
+from keras_attention.layers.registry import register_attention
+from keras_attention.layers.scaled_dot_product_attention import (
+    ScaledDotProductAttention,
+)
+from keras_attention.layers.position_embedding import PositionEmbedding
+from keras_attention.layers.rotary_embedding import RotaryEmbedding
+from keras_attention.layers.sinusoidal_position_encoding import (
+    SinusoidalPositionEncoding,
+)
+from keras_attention.layers.token_and_position_embedding import (
+    TokenAndPositionEmbedding,
+)

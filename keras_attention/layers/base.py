@@ -1,0 +1,510 @@
+"""The shared shell of every projected attention layer."""
+
+import keras
+from keras import ops
+
+# Keras keeps the mask-attribute helpers out of its public API; the version
+# is pinned, and `keras.layers.MultiHeadAttention` relies on the same call.
+from keras.src.backend.common.masking import set_keras_mask
+
+from keras_attention.layers.registry import register_attention
+
+
+def _shape_error(layer, argument, expected, received):
+    return ValueError(
+        f"Layer '{layer.name}' ({type(layer).__name__}): `{argument}` "
+        f"{expected}. Received: {received}"
+    )
+
+
+def check_positive_int(layer_cls, argument, value, allow_none=False):
+    """Raises a clear ValueError unless `value` is a positive int."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"{layer_cls.__name__}: `{argument}` must be a positive integer"
+            f"{' or None' if allow_none else ''}. Received: "
+            f"{argument}={value!r}"
+        )
+
+
+def check_rate(layer_cls, argument, value):
+    """Raises a clear ValueError unless `0 <= value < 1`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        0.0 <= value < 1.0
+    ):
+        raise ValueError(
+            f"{layer_cls.__name__}: `{argument}` must be a float in [0, 1). "
+            f"Received: {argument}={value!r}"
+        )
+
+
+def check_mask(layer, argument, mask, expected_shape):
+    """Raises a clear ValueError unless `mask` has `expected_shape`."""
+    shape = tuple(mask.shape)
+    if len(shape) != len(expected_shape) or any(
+        have is not None and want is not None and have != want
+        for have, want in zip(shape, expected_shape)
+    ):
+        raise _shape_error(
+            layer,
+            argument,
+            f"must have shape {expected_shape}",
+            f"{argument}.shape={shape}",
+        )
+
+
+def merge_masks(
+    layer, num_heads, query, value, value_mask, key_mask, attention_mask
+):
+    """Merges the key-side Keras masks and `attention_mask` of a call.
+
+    Query masks are not folded in: `mask_queries` zeroes masked query rows
+    afterwards, which is equivalent (a query with nothing to attend to gets
+    zeros) and keeps the mask at `(batch, 1, 1, Tv)` when only padding is
+    involved.
+
+    Returns:
+        A boolean mask broadcastable to `(batch, heads, Tq, Tv)` (rank 4,
+        heads axis of size 1 or `num_heads`), or `None`.
+    """
+    batch, tq, tv = query.shape[0], query.shape[1], value.shape[1]
+    merged = None
+    for argument, m in (("value_mask", value_mask), ("key_mask", key_mask)):
+        if m is None:
+            continue
+        check_mask(layer, argument, m, (batch, tv))
+        m = ops.cast(m, "bool")[:, None, None, :]
+        merged = m if merged is None else ops.logical_and(merged, m)
+    if attention_mask is None:
+        return merged
+    attention_mask = ops.convert_to_tensor(attention_mask)
+    rank = len(attention_mask.shape)
+    if rank == 2:
+        check_mask(layer, "attention_mask", attention_mask, (tq, tv))
+        m = attention_mask[None, None]
+    elif rank == 3:
+        check_mask(layer, "attention_mask", attention_mask, (batch, tq, tv))
+        m = attention_mask[:, None]
+    elif rank == 4:
+        heads = attention_mask.shape[1]
+        heads = heads if heads in (1, None) else num_heads
+        check_mask(
+            layer, "attention_mask", attention_mask, (batch, heads, tq, tv)
+        )
+        m = attention_mask
+    else:
+        raise _shape_error(
+            layer,
+            "attention_mask",
+            "must have shape (batch, Tq, Tv), (Tq, Tv) or "
+            "(batch, heads, Tq, Tv)",
+            f"attention_mask.shape={tuple(attention_mask.shape)}",
+        )
+    m = ops.cast(m, "bool")
+    return m if merged is None else ops.logical_and(merged, m)
+
+
+def mask_queries(layer, query, query_mask, output, scores=None):
+    """Zeroes the output rows (and weights) of masked queries.
+
+    Args:
+        layer: the calling layer (for error messages).
+        query: the layer's query input `(batch, Tq, ...)`.
+        query_mask: boolean `(batch, Tq)` or `None`.
+        output: `(batch, Tq, ...)` attended values.
+        scores: optional `(batch, heads, Tq, Tv)` weights.
+
+    Returns:
+        `(output, scores)` with masked query rows set to zero.
+    """
+    if query_mask is None:
+        return output, scores
+    check_mask(layer, "query_mask", query_mask, tuple(query.shape[:2]))
+    keep = ops.cast(query_mask, output.dtype)
+    for _ in range(len(output.shape) - 2):
+        keep = ops.expand_dims(keep, -1)
+    output = output * keep
+    if scores is not None:
+        keep = ops.cast(query_mask, scores.dtype)[:, None, :, None]
+        scores = scores * keep
+    return output, scores
+
+
+@register_attention("base", public=False)
+class BaseAttention(keras.layers.Layer):
+    """Multi-head attention shell: projections, heads, masks, checks, config.
+
+    Subclasses keep everything here and override `attend()`, which maps the
+    projected query/key/value and the merged boolean mask to the attended
+    values. The shell projects `(batch, T, dim)` inputs into heads with
+    `EinsumDense` layers, merges every source of masking (Keras masks of the
+    query, key and value, `attention_mask`, `use_causal_mask`), projects the
+    heads back, and carries the Keras mask of the query to the output. Its
+    call signature is the one of `keras.layers.MultiHeadAttention`.
+
+    Args:
+        num_heads: int, number of query heads.
+        key_dim: int, size of each query/key head.
+        value_dim: int, size of each value head. Defaults to `key_dim`.
+        num_key_value_heads: int, number of key/value heads; must divide
+            `num_heads`. Defaults to `num_heads`. Fewer key/value heads give
+            grouped-query attention (GQA); `1` gives multi-query attention.
+        dropout: float in `[0, 1)`, dropout rate on the attention weights.
+        use_bias: bool, whether the projections have biases.
+        output_shape: int, size of the output features. Defaults to the
+            query's last dimension.
+        kernel_initializer: initializer of the projection kernels.
+        bias_initializer: initializer of the projection biases.
+        kernel_regularizer: regularizer of the projection kernels.
+        bias_regularizer: regularizer of the projection biases.
+        activity_regularizer: regularizer of the output.
+        kernel_constraint: constraint of the projection kernels.
+        bias_constraint: constraint of the projection biases.
+        seed: int, seed of the attention dropout.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        query: tensor `(batch, Tq, query_dim)`.
+        value: tensor `(batch, Tv, value_dim)`.
+        key: optional tensor `(batch, Tv, key_dim)`; defaults to `value`.
+        query_mask: optional boolean `(batch, Tq)`; taken from the query's
+            Keras mask when not given. Masked queries output zeros.
+        value_mask: optional boolean `(batch, Tv)`; taken from the value's
+            Keras mask when not given. Masked values are never attended.
+        key_mask: optional boolean `(batch, Tv)`, like `value_mask`.
+        attention_mask: optional boolean `(batch, Tq, Tv)` (or `(Tq, Tv)`, or
+            `(batch, heads, Tq, Tv)`); `True` means "may attend".
+        use_causal_mask: bool, hide future keys from each query.
+        return_attention_scores: bool, also return the attention weights
+            `(batch, num_heads, Tq, Tv)` when the variant has them.
+        training: bool, whether dropout is active.
+
+    Returns:
+        The attended output `(batch, Tq, output_shape)`, and with
+        `return_attention_scores=True` the tuple `(output, scores)`.
+    """
+
+    # Whether `attend()` can produce attention weights.
+    supports_attention_scores = True
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        value_dim=None,
+        num_key_value_heads=None,
+        dropout=0.0,
+        use_bias=True,
+        output_shape=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        cls = type(self)
+        check_positive_int(cls, "num_heads", num_heads)
+        check_positive_int(cls, "key_dim", key_dim)
+        check_positive_int(cls, "value_dim", value_dim, allow_none=True)
+        check_positive_int(
+            cls, "num_key_value_heads", num_key_value_heads, allow_none=True
+        )
+        check_positive_int(cls, "output_shape", output_shape, allow_none=True)
+        check_rate(cls, "dropout", dropout)
+        num_key_value_heads = num_key_value_heads or num_heads
+        if num_heads % num_key_value_heads:
+            raise ValueError(
+                f"{cls.__name__}: `num_key_value_heads` must divide "
+                f"`num_heads`. Received: num_heads={num_heads}, "
+                f"num_key_value_heads={num_key_value_heads}"
+            )
+        self.supports_masking = True
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.value_dim = value_dim or key_dim
+        self.num_key_value_heads = num_key_value_heads
+        self.dropout = dropout
+        self.use_bias = use_bias
+        self.output_dim = output_shape
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    # ------------------------------------------------------------------
+    # building
+    # ------------------------------------------------------------------
+    def _dense(self, name, equation, output_shape, bias_axes):
+        return keras.layers.EinsumDense(
+            equation,
+            output_shape=output_shape,
+            bias_axes=bias_axes if self.use_bias else None,
+            # A fresh copy per projection, so seeded initializers don't give
+            # the four kernels the same values.
+            kernel_initializer=self.kernel_initializer.__class__.from_config(
+                self.kernel_initializer.get_config()
+            ),
+            bias_initializer=self.bias_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            bias_regularizer=self.bias_regularizer,
+            kernel_constraint=self.kernel_constraint,
+            bias_constraint=self.bias_constraint,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _check_input_shapes(self, query_shape, value_shape, key_shape):
+        for argument, shape in (
+            ("query", query_shape),
+            ("value", value_shape),
+            ("key", key_shape),
+        ):
+            if len(shape) != 3:
+                raise _shape_error(
+                    self,
+                    argument,
+                    "must have rank 3: (batch, sequence, features)",
+                    f"{argument}.shape={tuple(shape)}",
+                )
+            if shape[-1] is None:
+                raise _shape_error(
+                    self,
+                    argument,
+                    "must have a known last (feature) dimension",
+                    f"{argument}.shape={tuple(shape)}",
+                )
+        if (
+            key_shape[1] is not None
+            and value_shape[1] is not None
+            and key_shape[1] != value_shape[1]
+        ):
+            raise _shape_error(
+                self,
+                "key",
+                "must have as many positions as `value`",
+                f"key.shape={tuple(key_shape)}, "
+                f"value.shape={tuple(value_shape)}",
+            )
+        for other, name in ((value_shape, "value"), (key_shape, "key")):
+            if (
+                query_shape[0] is not None
+                and other[0] is not None
+                and other[0] != query_shape[0]
+            ):
+                raise _shape_error(
+                    self,
+                    name,
+                    "must have the query's batch size",
+                    f"query.shape={tuple(query_shape)}, "
+                    f"{name}.shape={tuple(other)}",
+                )
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        key_shape = value_shape if key_shape is None else key_shape
+        query_shape, value_shape, key_shape = (
+            tuple(query_shape),
+            tuple(value_shape),
+            tuple(key_shape),
+        )
+        self._check_input_shapes(query_shape, value_shape, key_shape)
+        out_dim = self.output_dim or query_shape[-1]
+        h, kv = self.num_heads, self.num_key_value_heads
+        self.query_dense = self._dense(
+            "query", "abc,cde->abde", (None, h, self.key_dim), "de"
+        )
+        self.query_dense.build(query_shape)
+        self.key_dense = self._dense(
+            "key", "abc,cde->abde", (None, kv, self.key_dim), "de"
+        )
+        self.key_dense.build(key_shape)
+        self.value_dense = self._dense(
+            "value", "abc,cde->abde", (None, kv, self.value_dim), "de"
+        )
+        self.value_dense.build(value_shape)
+        self.output_dense = self._dense(
+            "attention_output", "abcd,cde->abe", (None, out_dim), "e"
+        )
+        self.output_dense.build((query_shape[0], query_shape[1], h, self.value_dim))
+        self.build_attention(query_shape, value_shape, key_shape)
+        self.built = True
+
+    def build_attention(self, query_shape, value_shape, key_shape):
+        """Hook for subclasses that own extra weights (called by `build`)."""
+
+    # ------------------------------------------------------------------
+    # the variant
+    # ------------------------------------------------------------------
+    def attend(
+        self,
+        query,
+        key,
+        value,
+        mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+    ):
+        """Maps projected heads to attended values. Subclasses override this.
+
+        Args:
+            query: `(batch, Tq, num_heads, key_dim)`.
+            key: `(batch, Tv, num_key_value_heads, key_dim)`.
+            value: `(batch, Tv, num_key_value_heads, value_dim)`.
+            mask: boolean, broadcastable to `(batch, num_heads, Tq, Tv)`, or
+                `None`; `True` means "may attend".
+            use_causal_mask: bool, whether to also hide future keys.
+            return_attention_scores: bool, whether weights are requested.
+            training: bool, whether dropout is active.
+
+        Returns:
+            `(output, scores)`: output `(batch, Tq, num_heads, value_dim)` and
+            weights `(batch, num_heads, Tq, Tv)` or `None` if not requested.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `attend()`."
+        )
+
+    # ------------------------------------------------------------------
+    # call
+    # ------------------------------------------------------------------
+    def call(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+    ):
+        if key is None:
+            key = value
+        # Masks are handled here, at the level of this layer (the Keras masks
+        # were passed in as `*_mask` by `Layer.__call__`).
+        for tensor in (query, value, key):
+            set_keras_mask(tensor, None)
+        if return_attention_scores and not self.supports_attention_scores:
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}) does not "
+                "compute attention weights; it cannot honour "
+                "`return_attention_scores=True`."
+            )
+        mask = merge_masks(
+            self,
+            self.num_heads,
+            query,
+            value,
+            value_mask,
+            key_mask,
+            attention_mask,
+        )
+        q = self.query_dense(query)
+        k = self.key_dense(key)
+        v = self.value_dense(value)
+        out, scores = self.attend(
+            q,
+            k,
+            v,
+            mask=mask,
+            use_causal_mask=use_causal_mask,
+            return_attention_scores=return_attention_scores,
+            training=training,
+        )
+        out, scores = mask_queries(self, query, query_mask, out, scores)
+        out = self.output_dense(out)
+        if query_mask is not None:
+            set_keras_mask(out, query_mask)
+        if return_attention_scores:
+            return out, scores
+        return out
+
+    def compute_output_shape(self, query_shape, value_shape, key_shape=None):
+        key_shape = value_shape if key_shape is None else key_shape
+        query_shape = tuple(query_shape)
+        self._check_input_shapes(query_shape, tuple(value_shape), tuple(key_shape))
+        return query_shape[:-1] + (self.output_dim or query_shape[-1],)
+
+    def compute_output_spec(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+    ):
+        key_shape = None if key is None else key.shape
+        shape = self.compute_output_shape(query.shape, value.shape, key_shape)
+        output = keras.KerasTensor(shape, dtype=self.compute_dtype)
+        if return_attention_scores:
+            if not self.supports_attention_scores:
+                raise ValueError(
+                    f"Layer '{self.name}' ({type(self).__name__}) does not "
+                    "compute attention weights; it cannot honour "
+                    "`return_attention_scores=True`."
+                )
+            scores_shape = (
+                query.shape[0],
+                self.num_heads,
+                query.shape[1],
+                value.shape[1],
+            )
+            return output, keras.KerasTensor(
+                scores_shape, dtype=self.compute_dtype
+            )
+        return output
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
+                "value_dim": self.value_dim,
+                "num_key_value_heads": self.num_key_value_heads,
+                "dropout": self.dropout,
+                "use_bias": self.use_bias,
+                "output_shape": self.output_dim,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+                "bias_regularizer": keras.regularizers.serialize(
+                    self.bias_regularizer
+                ),
+                "activity_regularizer": keras.regularizers.serialize(
+                    self.activity_regularizer
+                ),
+                "kernel_constraint": keras.constraints.serialize(
+                    self.kernel_constraint
+                ),
+                "bias_constraint": keras.constraints.serialize(
+                    self.bias_constraint
+                ),
+                "seed": self.seed,
+            }
+        )
+        return config

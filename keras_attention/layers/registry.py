@@ -1,0 +1,104 @@
+"""Attention variants by name: `get("multi_head", num_heads=4, key_dim=32)`."""
+
+import inspect
+
+import keras
+
+_VARIANTS = {}
+
+
+def register_attention(name, public=True):
+    """Class decorator: Keras-serializable and reachable by `name`.
+
+    Registers the class with `keras.saving.register_keras_serializable`
+    (package `"keras_attention"`), so saved models load without
+    `custom_objects`, and, when `public`, under `name` for `get()`.
+
+    Args:
+        name: str, the variant's registry name (e.g. `"multi_head"`).
+        public: bool, whether `get()`/`available()` list it.
+    """
+
+    def decorate(cls):
+        cls = keras.saving.register_keras_serializable(
+            package="keras_attention"
+        )(cls)
+        cls.registry_name = name
+        if public:
+            if name in _VARIANTS and _VARIANTS[name] is not cls:
+                raise ValueError(
+                    f"Attention variant name {name!r} is already taken by "
+                    f"{_VARIANTS[name].__name__}."
+                )
+            _VARIANTS[name] = cls
+        return cls
+
+    return decorate
+
+
+def available():
+    """Sorted names of the registered attention variants."""
+    return sorted(_VARIANTS)
+
+
+def get(identifier, **kwargs):
+    """Returns an attention layer from a name, class, config or instance.
+
+    Args:
+        identifier: a registered name (see `available()`), an attention layer
+            class, a config dict (`{"class_name": ..., "config": ...}` as
+            produced by `keras.saving.serialize_keras_object`, or
+            `{"variant": "<registered name>", **kwargs}`), or a layer instance (returned
+            as is).
+        **kwargs: constructor arguments (not allowed with an instance).
+
+    Returns:
+        A `keras.layers.Layer`.
+
+    Example:
+
+    >>> layer = get("multi_head", num_heads=2, key_dim=8)
+    >>> type(layer).__name__
+    'MultiHeadAttention'
+    """
+    if isinstance(identifier, keras.layers.Layer):
+        if kwargs:
+            raise ValueError(
+                "`get`: keyword arguments cannot be applied to a layer "
+                f"instance. Received: {type(identifier).__name__} instance and "
+                f"kwargs={sorted(kwargs)}"
+            )
+        return identifier
+    if isinstance(identifier, str):
+        if identifier not in _VARIANTS:
+            raise ValueError(
+                f"`get`: unknown attention variant {identifier!r}. Expected "
+                f"one of {available()}."
+            )
+        return _VARIANTS[identifier](**kwargs)
+    if inspect.isclass(identifier) and issubclass(
+        identifier, keras.layers.Layer
+    ):
+        return identifier(**kwargs)
+    if isinstance(identifier, dict):
+        if "class_name" in identifier:
+            layer = keras.saving.deserialize_keras_object(identifier)
+            if kwargs:
+                config = layer.get_config()
+                config.update(kwargs)
+                layer = type(layer).from_config(config)
+            return layer
+        config = dict(identifier)
+        name = config.pop("variant", None)
+        if name is None:
+            raise ValueError(
+                "`get`: a config dict needs a 'class_name' (a serialized "
+                "layer) or a 'variant' (a registered name). Received keys: "
+                f"{sorted(identifier)}"
+            )
+        config.update(kwargs)
+        return get(name, **config)
+    raise ValueError(
+        "`get`: expected a registered name, a layer class, a config dict or a "
+        f"layer instance. Received: {identifier!r}"
+    )

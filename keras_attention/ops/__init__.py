@@ -1,0 +1,12 @@
+"""Backend-agnostic attention math, written with `keras.ops` only."""
+
+from keras_attention.ops.attention import dot_product_attention
+from keras_attention.ops.masks import causal_mask
+from keras_attention.ops.masks import padding_mask
+from keras_attention.ops.masks import prefix_lm_mask
+from keras_attention.ops.masks import segment_mask
+from keras_attention.ops.masks import sliding_window_mask
+from keras_attention.ops.positions import alibi_bias
+from keras_attention.ops.positions import alibi_slopes
+from keras_attention.ops.positions import apply_rotary_embedding
+from keras_attention.ops.positions import sinusoidal_positions

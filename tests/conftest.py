@@ -1,0 +1,42 @@
+"""Shared test setup: deterministic seeds, a clean dtype policy, hypothesis."""
+
+import os
+import sys
+
+import keras
+import pytest
+
+# Lets test modules `import helpers` (tests/helpers.py) under any import mode.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+try:
+    from hypothesis import HealthCheck
+    from hypothesis import settings
+except ImportError:  # hypothesis is a test extra; its tests then skip.
+    settings = None
+
+if settings is not None:
+    # Examples build small tensors and call TensorFlow eagerly: their first
+    # call can be slow (kernel registration, tracing), so no deadline. No
+    # example database either, so runs leave no files behind.
+    settings.register_profile(
+        "keras_attention",
+        deadline=None,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    # `HYPOTHESIS_PROFILE=thorough pytest ...` for a longer search.
+    settings.register_profile(
+        "thorough", parent=settings.get_profile("keras_attention"), max_examples=1000
+    )
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "keras_attention"))
+
+
+@pytest.fixture(autouse=True)
+def _clean_keras_state():
+    """Seeds every RNG and restores the float32 policy around each test."""
+    keras.utils.set_random_seed(1234)
+    keras.config.set_dtype_policy("float32")
+    yield
+    keras.config.set_dtype_policy("float32")
