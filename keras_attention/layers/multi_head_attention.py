@@ -90,6 +90,12 @@ class MultiHeadAttention(BaseAttention):
                 f"{attention_ops.attention.IMPLEMENTATIONS}. Received: "
                 f"implementation={implementation!r}"
             )
+        if implementation == "chunked" and self.dropout:
+            raise ValueError(
+                f"{cls.__name__}: `implementation='chunked'` has no attention "
+                "dropout; use `implementation='exact'` (or `None`) or "
+                f"`dropout=0`. Received: dropout={self.dropout!r}"
+            )
         if position_encoding not in POSITION_ENCODINGS:
             raise ValueError(
                 f"{cls.__name__}: `position_encoding` must be one of "
@@ -129,14 +135,6 @@ class MultiHeadAttention(BaseAttention):
             )
         elif self.position_encoding == "alibi":
             slopes = attention_ops.alibi_slopes(self.num_heads)
-        if self.window_size is not None:
-            window = attention_ops.sliding_window_mask(
-                query.shape[1],
-                key.shape[1],
-                window_size=self.window_size,
-                causal=use_causal_mask,
-            )[None, None]
-            mask = window if mask is None else mask & window
         result = attention_ops.dot_product_attention(
             query,
             key,
@@ -149,6 +147,7 @@ class MultiHeadAttention(BaseAttention):
             return_scores=return_attention_scores,
             implementation=self.implementation,
             alibi_slopes=slopes,
+            window_size=self.window_size,
             block_size=self.block_size,
         )
         if return_attention_scores:

@@ -1,0 +1,306 @@
+"""Tiled attention with an online softmax: linear memory, forward and back.
+
+The queries and the keys/values are cut into blocks. For each query block the
+forward pass walks the key/value blocks it can see, keeping a running maximum
+`m`, a running normaliser `l` and a running output per query (the online
+softmax of Milakov & Gimelshein, 2018), and stores only the output and the
+log-sum-exp `m + log(l)` of each query. The backward pass walks the key/value
+blocks, and for each one the query blocks that see it, recomputing the tile's
+probabilities from the stored log-sum-exp (FlashAttention-2's schedule), so
+no score matrix larger than one tile ever exists.
+
+Causal and sliding-window attention skip the tiles they cannot see: their
+cost grows with the visible part of the score matrix, not with its area.
+"""
+
+from keras import ops
+
+from keras_attention.ops import scores as sc
+
+
+def _blocked(x, axis, blocks, block, pad_value):
+    """Pads `axis` to `blocks * block`, splits it and moves the block index
+    to the front: `(..., blocks * block, ...)` -> `(blocks, ..., block, ...)`.
+    """
+    pad = blocks * block - x.shape[axis]
+    if pad:
+        widths = [(0, 0)] * len(x.shape)
+        widths[axis] = (0, pad)
+        x = ops.pad(x, widths, constant_values=pad_value)
+    dims = [sc.static_or_dynamic(x, i) for i in range(len(x.shape))]
+    x = ops.reshape(x, dims[:axis] + [blocks, block] + dims[axis + 1 :])
+    return ops.moveaxis(x, axis, 0)
+
+
+def _unblocked(x, axis, length):
+    """Inverse of `_blocked` for a tensor whose block axis is first."""
+    x = ops.moveaxis(x, 0, axis)
+    shape = [-1 if n is None else n for n in x.shape]
+    shape[axis : axis + 2] = [shape[axis] * shape[axis + 1]]
+    x = ops.reshape(x, shape)
+    if shape[axis] == length:
+        return x
+    return x[(slice(None),) * axis + (slice(0, length),)]
+
+
+def _write(buffer, index, value):
+    """`buffer[index...] = value` for loop indices (in place under XLA)."""
+    zero = ops.zeros((), "int32")
+    starts = [ops.cast(i, "int32") for i in index]
+    starts += [zero] * len(value.shape)
+    for _ in index:
+        value = ops.expand_dims(value, 0)
+    return ops.slice_update(buffer, ops.stack(starts), value)
+
+
+class _Tiles:
+    """A rank-5 mask or bias `(b, kv, g, tq|1, tk|1)`, pre-cut into tiles.
+
+    Axes of size 1 broadcast and are not cut; the others are split into the
+    query and key blocks, with the block indices moved to the front.
+    """
+
+    def __init__(self, x, query_blocks, query_block, key_blocks, key_block, pad):
+        self.by_query = x.shape[3] != 1
+        self.by_key = x.shape[4] != 1
+        if self.by_key:
+            x = _blocked(x, 4, key_blocks, key_block, pad)
+        if self.by_query:
+            x = _blocked(x, 3 + self.by_key, query_blocks, query_block, pad)
+        self.tiles = x
+
+    def index(self, i, j):
+        return ([i] if self.by_query else []) + ([j] if self.by_key else [])
+
+    def get(self, i, j, source=None):
+        x = self.tiles if source is None else source
+        for n in self.index(i, j):
+            x = x[n]
+        return x
+
+    def add(self, buffer, i, j, value):
+        """`buffer[tile(i, j)] += value`, summing over broadcast axes."""
+        tile = self.get(i, j, buffer)
+        axes = [
+            a
+            for a, (have, want) in enumerate(zip(value.shape, tile.shape))
+            if want == 1 and have != 1
+        ]
+        if axes:
+            value = ops.sum(value, axis=axes, keepdims=True)
+        index = self.index(i, j)
+        if not index:
+            return buffer + value
+        return _write(buffer, index, tile + value)
+
+    def untile(self, x, query_length, key_length):
+        if self.by_query:
+            x = _unblocked(x, 3 + self.by_key, query_length)
+        if self.by_key:
+            x = _unblocked(x, 4, key_length)
+        return x
+
+
+def _ceil_div(a, b):
+    return -ops.floor_divide(-a, b)
+
+
+def chunked_attention(
+    query,
+    key,
+    value,
+    *,
+    mask5=None,
+    bias5=None,
+    slopes5=None,
+    is_causal=False,
+    window_size=None,
+    scale,
+    block_size=512,
+):
+    """Tiled attention core (see the module docstring).
+
+    Args:
+        query: `(batch, Tq, heads, d)` with static Tq, heads and d.
+        key: `(batch, Tk, kv_heads, d)` with static Tk.
+        value: `(batch, Tk, kv_heads, dv)`.
+        mask5: optional boolean `(b|1, kv|1, g|1, Tq|1, Tk|1)`.
+        bias5: optional float bias in the same layout (differentiable).
+        slopes5: optional ALiBi slopes `(1, kv, g, 1, 1)`.
+        is_causal: hide keys after each query (top-left aligned).
+        window_size: optional int, see `scores.position_mask`.
+        scale: float multiplier of the scores.
+        block_size: int, queries and keys per tile.
+
+    Returns:
+        `(batch, Tq, heads, dv)` in the query's dtype.
+    """
+    tq, heads, d = query.shape[1:]
+    tk, kv_heads, dv = key.shape[1], key.shape[2], value.shape[3]
+    groups = heads // kv_heads
+    bq, bk = min(block_size, tq), min(block_size, tk)
+    nq, nk = -(-tq // bq), -(-tk // bk)
+    key_length = tk if nk * bk != tk else None
+    mask_tiles = (
+        None if mask5 is None else _Tiles(mask5, nq, bq, nk, bk, False)
+    )
+    neg = sc.NEG
+
+    # Layouts: query-side (nq, b, kv, g, bq, .), key-side (nk, b, kv, bk, .).
+    # Reshapes name every size but the batch: the gradient function is also
+    # traced on its own (SavedModel export), where the batch is unknown.
+    def query_side(x, last):
+        x = ops.reshape(ops.cast(x, "float32"), (-1, tq, kv_heads, groups, last))
+        return _blocked(ops.transpose(x, (0, 2, 3, 1, 4)), 3, nq, bq, 0.0)
+
+    def from_query_side(x, last):
+        x = _unblocked(x, 3, tq)  # (b, kv, g, tq, last)
+        x = ops.transpose(x, (0, 3, 1, 2, 4))
+        return ops.reshape(x, (-1, tq, heads, last))
+
+    def key_side(x):
+        x = ops.transpose(ops.cast(x, "float32"), (0, 2, 1, 3))
+        return _blocked(x, 2, nk, bk, 0.0)
+
+    def from_key_side(x):
+        return ops.transpose(_unblocked(x, 2, tk), (0, 2, 1, 3))
+
+    def positions(i, size):
+        return i * size + ops.arange(size, dtype="int32")
+
+    def key_blocks_seen_by(i):
+        """Key block range `[lo, hi)` visible from query block `i`."""
+        first, last = i * bq, (i + 1) * bq - 1
+        lo_key, hi_key = 0, tk
+        if window_size is not None:
+            lo_key = ops.maximum(first - window_size + 1, 0)
+            if not is_causal:
+                hi_key = ops.minimum(last + window_size, tk)
+        if is_causal:
+            hi_key = ops.minimum(last + 1, tk)
+        return lo_key // bk, _ceil_div(hi_key, bk)
+
+    def query_blocks_seeing(j):
+        """Query block range `[lo, hi)` that sees key block `j`."""
+        first, last = j * bk, (j + 1) * bk - 1
+        lo_query, hi_query = 0, tq
+        if is_causal:
+            lo_query = ops.minimum(first, tq)
+        if window_size is not None:
+            hi_query = ops.minimum(last + window_size, tq)
+            if not is_causal:
+                lo_query = ops.maximum(first - window_size + 1, 0)
+        return lo_query // bq, _ceil_div(hi_query, bq)
+
+    def tile_logits(q_i, k_j, i, j, bias_tiles):
+        query_pos, key_pos = positions(i, bq), positions(j, bk)
+        s = ops.einsum("bhgqd,bhkd->bhgqk", q_i, k_j)
+        allowed = sc.position_mask(
+            query_pos,
+            key_pos,
+            is_causal=is_causal,
+            window_size=window_size,
+            key_length=key_length,
+        )
+        if mask_tiles is not None:
+            allowed = sc.both(mask_tiles.get(i, j), allowed)
+        bias = None if bias_tiles is None else bias_tiles.get(i, j)
+        s = sc.finish_logits(s, bias, slopes5, query_pos, key_pos, allowed)
+        return s, allowed
+
+    def core(q_in, k_in, v_in, *bias_in):
+        qb = query_side(q_in, d) * scale
+        kb, vb = key_side(k_in), key_side(v_in)
+        bias_tiles = None
+        if bias_in:
+            bias_tiles = _Tiles(
+                ops.cast(bias_in[0], "float32"), nq, bq, nk, bk, 0.0
+            )
+
+        def query_block(i, carry):
+            out_buf, lse_buf = carry
+            q_i = qb[i]
+            zeros = ops.zeros_like(q_i[..., 0])
+
+            def key_block(j, state):
+                m, l, acc = state
+                s, allowed = tile_logits(q_i, kb[j], i, j, bias_tiles)
+                m_new = ops.maximum(m, ops.max(s, axis=-1))
+                alpha = ops.exp(m - m_new)
+                p = ops.exp(s - m_new[..., None])
+                if allowed is not None:
+                    p = ops.where(allowed, p, 0.0)
+                l = l * alpha + ops.sum(p, axis=-1)
+                acc = acc * alpha[..., None] + ops.einsum(
+                    "bhgqk,bhkd->bhgqd", p, vb[j]
+                )
+                return m_new, l, acc
+
+            lo, hi = key_blocks_seen_by(i)
+            init = (zeros + neg, zeros, ops.repeat(zeros[..., None], dv, axis=-1))
+            m, l, acc = ops.fori_loop(lo, hi, key_block, init)
+            seen = l > 0.0
+            safe_l = ops.where(seen, l, 1.0)
+            out_i = acc / safe_l[..., None]
+            # Queries that see no key output zeros and never use their lse.
+            lse_i = ops.where(seen, m + ops.log(safe_l), 0.0)
+            return _write(out_buf, [i], out_i), _write(lse_buf, [i], lse_i)
+
+        out_buf = ops.repeat(ops.zeros_like(qb[..., :1]), dv, axis=-1)
+        lse_buf = ops.zeros_like(qb[..., 0])
+        out_buf, lse_buf = ops.fori_loop(0, nq, query_block, (out_buf, lse_buf))
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            do_buf = query_side(upstream, dv)
+            delta_buf = ops.sum(do_buf * out_buf, axis=-1)
+            carry = (ops.zeros_like(qb), ops.zeros_like(kb), ops.zeros_like(vb))
+            if bias_tiles is not None:
+                carry += (ops.zeros_like(bias_tiles.tiles),)
+
+            def key_block(j, carry):
+                dq_buf, dk_buf, dv_buf = carry[:3]
+                k_j, v_j = kb[j], vb[j]
+
+                def query_block(i, state):
+                    dq_buf, dk_j, dv_j = state[:3]
+                    q_i, do_i = qb[i], do_buf[i]
+                    s, allowed = tile_logits(q_i, k_j, i, j, bias_tiles)
+                    p = ops.exp(s - lse_buf[i][..., None])
+                    if allowed is not None:
+                        p = ops.where(allowed, p, 0.0)
+                    dv_j = dv_j + ops.einsum("bhgqk,bhgqd->bhkd", p, do_i)
+                    dp = ops.einsum("bhgqd,bhkd->bhgqk", do_i, v_j)
+                    ds = p * (dp - delta_buf[i][..., None])
+                    dq_i = dq_buf[i] + ops.einsum("bhgqk,bhkd->bhgqd", ds, k_j)
+                    dk_j = dk_j + ops.einsum("bhgqk,bhgqd->bhkd", ds, q_i)
+                    new = (_write(dq_buf, [i], dq_i), dk_j, dv_j)
+                    if bias_tiles is not None:
+                        new += (bias_tiles.add(state[3], i, j, ds),)
+                    return new
+
+                lo, hi = query_blocks_seeing(j)
+                state = (dq_buf, ops.zeros_like(k_j), ops.zeros_like(v_j))
+                state += tuple(carry[3:])
+                state = ops.fori_loop(lo, hi, query_block, state)
+                dq_buf, dk_j, dv_j = state[:3]
+                new = (dq_buf, _write(dk_buf, [j], dk_j), _write(dv_buf, [j], dv_j))
+                return new + tuple(state[3:])
+
+            carry = ops.fori_loop(0, nk, key_block, carry)
+            grads = [
+                ops.cast(from_query_side(carry[0] * scale, d), q_in.dtype),
+                ops.cast(from_key_side(carry[1]), k_in.dtype),
+                ops.cast(from_key_side(carry[2]), v_in.dtype),
+            ]
+            if bias_tiles is not None:
+                db = bias_tiles.untile(carry[3], tq, tk)
+                grads.append(ops.cast(db, bias_in[0].dtype))
+            return tuple(grads)
+
+        return from_query_side(out_buf, dv), grad
+
+    args = (query, key, value) + (() if bias5 is None else (bias5,))
+    out = ops.custom_gradient(core)(*args)
+    return ops.cast(out, query.dtype)

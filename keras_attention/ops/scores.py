@@ -1,0 +1,93 @@
+"""Pieces of an attention score computation shared by every core.
+
+Scores live in a grouped layout `(batch, kv_heads, groups, Tq, Tk)`, where
+query head `kv * groups + g` reads key/value head `kv`. Masks and biases are
+brought to rank 5 in the same layout by `group_heads`.
+"""
+
+import numpy as np
+from keras import ops
+
+# Masked logits take the most negative finite float32: softmax runs in
+# float32, and a finite value keeps `logit - row_max` free of `inf - inf`.
+NEG = float(np.finfo("float32").min)
+
+
+def static_or_dynamic(x, axis):
+    """Static size of `axis` when known, else the dynamic one."""
+    size = x.shape[axis]
+    return size if size is not None else ops.shape(x)[axis]
+
+
+def group_heads(x, kv_heads, groups):
+    """Rank <= 4 `(b, h, tq, tk)` mask/bias -> rank 5 `(b, kv, g, tq, tk)`."""
+    while len(x.shape) < 4:
+        x = ops.expand_dims(x, 0)
+    if x.shape[1] == 1:
+        return ops.expand_dims(x, 2)
+    dims = [static_or_dynamic(x, i) for i in range(4)]
+    return ops.reshape(x, (dims[0], kv_heads, groups, dims[2], dims[3]))
+
+
+def alibi(slopes5, query_pos, key_pos):
+    """ALiBi bias `-slope * |i - j|`, shape `(1, kv, g, len(q), len(k))`."""
+    distance = ops.cast(query_pos[:, None] - key_pos[None, :], "float32")
+    return -slopes5 * ops.abs(distance)
+
+
+def position_mask(
+    query_pos, key_pos, *, is_causal=False, window_size=None, key_length=None
+):
+    """Which keys each query may see by position alone.
+
+    Args:
+        query_pos: int vector of query positions.
+        key_pos: int vector of key positions.
+        is_causal: hide keys after the query.
+        window_size: int or None; keep `|i - j| < window_size` (with
+            `is_causal`, `0 <= i - j < window_size`).
+        key_length: int or None; hide keys at `key_length` and beyond (the
+            padding of the last block).
+
+    Returns:
+        Boolean `(len(query_pos), len(key_pos))`, or `None` if nothing is
+        hidden.
+    """
+    q = query_pos[:, None]
+    k = key_pos[None, :]
+    allowed = []
+    if is_causal:
+        allowed.append(k <= q)
+    if window_size is not None:
+        if is_causal:
+            allowed.append(q - k < window_size)
+        else:
+            allowed.append(ops.abs(q - k) < window_size)
+    if key_length is not None:
+        allowed.append(k < key_length)
+    if not allowed:
+        return None
+    result = allowed[0]
+    for condition in allowed[1:]:
+        result = ops.logical_and(result, condition)
+    return result
+
+
+def both(a, b):
+    """Logical AND of two optional boolean masks."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return ops.logical_and(a, b)
+
+
+def finish_logits(logits, bias, slopes5, query_pos, key_pos, allowed):
+    """Adds bias and ALiBi to float32 logits, then hides what is not allowed."""
+    if bias is not None:
+        logits = logits + ops.cast(bias, "float32")
+    if slopes5 is not None:
+        logits = logits + alibi(slopes5, query_pos, key_pos)
+    if allowed is not None:
+        logits = ops.where(allowed, logits, NEG)
+    return logits
