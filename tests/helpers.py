@@ -19,7 +19,8 @@ _LOAD_AND_SERVE = textwrap.dedent(
     data = np.load(sys.argv[2])
     inputs = [tf.constant(data[f"x{i}"]) for i in range(int(sys.argv[3]))]
     loaded = tf.saved_model.load(sys.argv[1])  # keep: it owns the variables
-    served = loaded.serve(*inputs)
+    # Keras exports a multi-input model's endpoint with one list argument.
+    served = loaded.serve(inputs if len(inputs) > 1 else inputs[0])
     flat = tf.nest.flatten(served)
     np.savez(sys.argv[4], *[np.asarray(t) for t in flat])
     assert "keras_attention" not in sys.modules, "export needs the package"

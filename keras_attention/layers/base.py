@@ -245,15 +245,19 @@ class BaseAttention(keras.layers.Layer):
     # ------------------------------------------------------------------
     # building
     # ------------------------------------------------------------------
-    def _dense(self, name, equation, output_shape, bias_axes):
+    def _dense(self, name, equation, output_shape, bias_axes, seed_offset=0):
+        # A fresh copy per projection; an integer seed is shifted by
+        # `seed_offset`, so a seeded initializer doesn't give the projections
+        # the same kernel (an int-seeded Keras initializer repeats itself).
+        config = self.kernel_initializer.get_config()
+        if isinstance(config.get("seed"), int) and seed_offset:
+            config["seed"] += seed_offset
         return keras.layers.EinsumDense(
             equation,
             output_shape=output_shape,
             bias_axes=bias_axes if self.use_bias else None,
-            # A fresh copy per projection, so seeded initializers don't give
-            # the four kernels the same values.
             kernel_initializer=self.kernel_initializer.__class__.from_config(
-                self.kernel_initializer.get_config()
+                config
             ),
             bias_initializer=self.bias_initializer,
             kernel_regularizer=self.kernel_regularizer,
@@ -325,15 +329,27 @@ class BaseAttention(keras.layers.Layer):
         )
         self.query_dense.build(query_shape)
         self.key_dense = self._dense(
-            "key", "abc,cde->abde", (None, kv, self.key_dim), "de"
+            "key",
+            "abc,cde->abde",
+            (None, kv, self.key_dim),
+            "de",
+            seed_offset=1,
         )
         self.key_dense.build(key_shape)
         self.value_dense = self._dense(
-            "value", "abc,cde->abde", (None, kv, self.value_dim), "de"
+            "value",
+            "abc,cde->abde",
+            (None, kv, self.value_dim),
+            "de",
+            seed_offset=2,
         )
         self.value_dense.build(value_shape)
         self.output_dense = self._dense(
-            "attention_output", "abcd,cde->abe", (None, out_dim), "e"
+            "attention_output",
+            "abcd,cde->abe",
+            (None, out_dim),
+            "e",
+            seed_offset=3,
         )
         self.output_dense.build((query_shape[0], query_shape[1], h, self.value_dim))
         self.build_attention(query_shape, value_shape, key_shape)
@@ -393,6 +409,11 @@ class BaseAttention(keras.layers.Layer):
     ):
         if key is None:
             key = value
+        # `build` checks the shapes once; a built layer called on other
+        # inputs would otherwise fail inside a projection, with its message.
+        self._check_input_shapes(
+            tuple(query.shape), tuple(value.shape), tuple(key.shape)
+        )
         # Masks are handled here, at the level of this layer (the Keras masks
         # were passed in as `*_mask` by `Layer.__call__`).
         for tensor in (query, value, key):
@@ -424,8 +445,10 @@ class BaseAttention(keras.layers.Layer):
             return_attention_scores=return_attention_scores,
             training=training,
         )
-        out, scores = mask_queries(self, query, query_mask, out, scores)
         out = self.output_dense(out)
+        # After the output projection, so masked queries give zeros rather
+        # than the projection's bias.
+        out, scores = mask_queries(self, query, query_mask, out, scores)
         if query_mask is not None:
             set_keras_mask(out, query_mask)
         if return_attention_scores:

@@ -66,6 +66,18 @@ class ScaledDotProductAttention(keras.layers.Layer):
                 f"{type(self).__name__}: `scale` must be None or a number. "
                 f"Received: scale={scale!r}"
             )
+        if implementation not in (None,) + attention_ops.attention.IMPLEMENTATIONS:
+            raise ValueError(
+                f"{type(self).__name__}: `implementation` must be None or one "
+                f"of {attention_ops.attention.IMPLEMENTATIONS}. Received: "
+                f"implementation={implementation!r}"
+            )
+        if implementation == "chunked" and dropout:
+            raise ValueError(
+                f"{type(self).__name__}: `implementation='chunked'` has no "
+                "attention dropout; use `implementation='exact'` or "
+                f"`dropout=0`. Received: dropout={dropout!r}"
+            )
         self.supports_masking = True
         self.scale = scale
         self.dropout = dropout
@@ -125,6 +137,8 @@ class ScaledDotProductAttention(keras.layers.Layer):
     ):
         if key is None:
             key = value
+        # Also when built: a rank-2 input would fail in an op, unnamed.
+        self._check(tuple(query.shape), tuple(value.shape), tuple(key.shape))
         for tensor in (query, value, key):
             set_keras_mask(tensor, None)
         mask = merge_masks(
