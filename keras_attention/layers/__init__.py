@@ -16,3 +16,6 @@ from keras_attention.layers.sinusoidal_position_encoding import (
 from keras_attention.layers.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
+from keras_attention.layers.feed_forward import FeedForward
+from keras_attention.layers.transformer_decoder import TransformerDecoder
+from keras_attention.layers.transformer_encoder import TransformerEncoder

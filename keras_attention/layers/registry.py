@@ -36,6 +36,11 @@ def register_attention(name, public=True):
     return decorate
 
 
+def get_class(name):
+    """The attention class registered under `name`, or `None`."""
+    return _VARIANTS.get(name)
+
+
 def available():
     """Sorted names of the registered attention variants."""
     return sorted(_VARIANTS)
