@@ -19,3 +19,5 @@ from keras_attention.layers.token_and_position_embedding import (
 from keras_attention.layers.feed_forward import FeedForward
 from keras_attention.layers.transformer_decoder import TransformerDecoder
 from keras_attention.layers.transformer_encoder import TransformerEncoder
+from keras_attention.layers.low_rank_attention import LowRankAttention
+from keras_attention.layers.regional_attention import RegionalAttention

@@ -10,3 +10,5 @@ from keras_attention.ops.positions import alibi_bias
 from keras_attention.ops.positions import alibi_slopes
 from keras_attention.ops.positions import apply_rotary_embedding
 from keras_attention.ops.positions import sinusoidal_positions
+from keras_attention.ops.regional import region_mask
+from keras_attention.ops.regional import regional_attention
