@@ -27,7 +27,10 @@ class MultiHeadAttention(BaseAttention):
         implementation: `None`, `"exact"` or `"chunked"`, passed to
             `keras_attention.ops.dot_product_attention`. `None` uses the
             chunked (linear-memory) core for long inputs unless attention
-            weights or attention dropout are needed.
+            weights or attention dropout are needed. The chunked core needs
+            static sequence lengths: traced with an unknown length (e.g. a
+            SavedModel signature with a `None` length), `"chunked"` runs
+            the exact core instead.
         position_encoding: `None`, `"rope"` (rotary embeddings applied to the
             projected queries and keys) or `"alibi"` (linear distance biases,
             computed block by block).
@@ -135,6 +138,9 @@ class MultiHeadAttention(BaseAttention):
             )
         elif self.position_encoding == "alibi":
             slopes = attention_ops.alibi_slopes(self.num_heads)
+        implementation = self.implementation
+        if None in (query.shape[1], key.shape[1]):
+            implementation = "exact"
         result = attention_ops.dot_product_attention(
             query,
             key,
@@ -145,7 +151,7 @@ class MultiHeadAttention(BaseAttention):
             seed=self.seed_generator,
             training=bool(training),
             return_scores=return_attention_scores,
-            implementation=self.implementation,
+            implementation=implementation,
             alibi_slopes=slopes,
             window_size=self.window_size,
             block_size=self.block_size,

@@ -963,3 +963,18 @@ def test_bad_inputs():
         match=r"'mha' \(MultiHeadAttention\): `value` must have the query's batch size",
     ):
         layer(q, normal(3, 7, 6))
+
+
+def test_chunked_with_unknown_length_runs_exact_in_graph():
+    # A `None` length can't be tiled statically: the layer falls back to the
+    # exact core there and still equals the eager (static, chunked) result.
+    layer = MultiHeadAttention(
+        num_heads=2, key_dim=4, implementation="chunked", block_size=3
+    )
+    x = normal(2, 7, 8)
+    eager = layer(x, x, use_causal_mask=True)
+    graph = tf.function(
+        lambda t: layer(t, t, use_causal_mask=True),
+        input_signature=[tf.TensorSpec((None, None, 8), "float32")],
+    )
+    np.testing.assert_allclose(graph(x), eager, atol=1e-5)
