@@ -21,3 +21,4 @@ from keras_attention.layers.transformer_decoder import TransformerDecoder
 from keras_attention.layers.transformer_encoder import TransformerEncoder
 from keras_attention.layers.low_rank_attention import LowRankAttention
 from keras_attention.layers.regional_attention import RegionalAttention
+from keras_attention.layers.sparse_attention import SparseAttention

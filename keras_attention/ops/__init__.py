@@ -12,3 +12,5 @@ from keras_attention.ops.positions import apply_rotary_embedding
 from keras_attention.ops.positions import sinusoidal_positions
 from keras_attention.ops.regional import region_mask
 from keras_attention.ops.regional import regional_attention
+from keras_attention.ops.sparse import block_sparse_attention
+from keras_attention.ops.sparse import top_k_attention
