@@ -22,3 +22,4 @@ from keras_attention.layers.transformer_encoder import TransformerEncoder
 from keras_attention.layers.low_rank_attention import LowRankAttention
 from keras_attention.layers.regional_attention import RegionalAttention
 from keras_attention.layers.sparse_attention import SparseAttention
+from keras_attention.layers.distributed_attention import DistributedAttention

@@ -14,3 +14,6 @@ from keras_attention.ops.regional import region_mask
 from keras_attention.ops.regional import regional_attention
 from keras_attention.ops.sparse import block_sparse_attention
 from keras_attention.ops.sparse import top_k_attention
+from keras_attention.ops.sequence_parallel import merge_partials
+from keras_attention.ops.sequence_parallel import partial_attention
+from keras_attention.ops.sequence_parallel import sequence_parallel_attention
