@@ -23,3 +23,6 @@ from keras_attention.layers.low_rank_attention import LowRankAttention
 from keras_attention.layers.regional_attention import RegionalAttention
 from keras_attention.layers.sparse_attention import SparseAttention
 from keras_attention.layers.distributed_attention import DistributedAttention
+from keras_attention.layers.cbam import CBAM
+from keras_attention.layers.channel_attention import ChannelAttention
+from keras_attention.layers.spatial_attention import SpatialAttention
