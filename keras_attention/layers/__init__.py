@@ -26,3 +26,6 @@ from keras_attention.layers.distributed_attention import DistributedAttention
 from keras_attention.layers.cbam import CBAM
 from keras_attention.layers.channel_attention import ChannelAttention
 from keras_attention.layers.spatial_attention import SpatialAttention
+from keras_attention.layers.additive_attention import AdditiveAttention
+from keras_attention.layers.attention_pooling import AttentionPooling
+from keras_attention.layers.target_attention import TargetAttention

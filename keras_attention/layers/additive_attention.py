@@ -1,0 +1,339 @@
+"""Bahdanau (additive) and Luong (general, multiplicative) attention."""
+
+import keras
+from keras import ops
+
+from keras_attention import ops as attention_ops
+from keras_attention.layers.base import BaseAttention
+from keras_attention.layers.base import _shape_error
+from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import check_rate
+from keras_attention.layers.base import mask_queries
+from keras_attention.layers.base import merge_masks
+from keras_attention.layers.base import set_keras_mask
+from keras_attention.layers.registry import register_attention
+
+SCORES = ("additive", "general")
+
+
+def attend_with_scores(
+    logits,
+    value,
+    mask=None,
+    use_causal_mask=False,
+    dropout_rate=0.0,
+    seed=None,
+    training=False,
+    return_scores=False,
+):
+    """Masked softmax of precomputed `logits` applied to `value`, one head.
+
+    Runs the shared core (`keras_attention.ops.dot_product_attention`) with
+    all-zero queries and keys and `logits` as its additive bias, so a learned
+    score function gets the package's masking rules (float32 softmax; a
+    query with nothing to attend to gets zeros, never NaN), causal masking
+    and attention dropout without a second softmax implementation.
+
+    Args:
+        logits: float `(batch, Tq, Tv)` scores (cast to float32).
+        value: `(batch, Tv, dv)`.
+        mask: optional boolean, broadcastable to `(batch, 1, Tq, Tv)`.
+        use_causal_mask, dropout_rate, seed, training: as in the core.
+        return_scores: also return the `(batch, Tq, Tv)` weights.
+
+    Returns:
+        `(batch, Tq, dv)` in `value`'s dtype, and the weights on request.
+    """
+    # (batch, T, 1, 1), with the heads axis static for the core.
+    zeros_q = ops.expand_dims(ops.zeros_like(logits[:, :, 0]), (2, 3))
+    zeros_k = ops.expand_dims(ops.zeros_like(logits[:, 0, :]), (2, 3))
+    result = attention_ops.dot_product_attention(
+        ops.cast(zeros_q, value.dtype),
+        ops.cast(zeros_k, value.dtype),
+        value[:, :, None, :],
+        mask=mask,
+        bias=ops.cast(logits, "float32")[:, None],
+        is_causal=use_causal_mask,
+        scale=1.0,
+        dropout_rate=dropout_rate,
+        seed=seed,
+        training=training,
+        return_scores=return_scores,
+        implementation="exact",
+    )
+    if return_scores:
+        out, weights = result
+        return ops.squeeze(out, 2), ops.squeeze(weights, 1)
+    return ops.squeeze(result, 2)
+
+
+@register_attention("additive")
+class AdditiveAttention(keras.layers.Layer):
+    """Bahdanau (additive) or Luong "general" attention, with learned scores.
+
+    For each query `q_i` and key `k_j` the layer computes a score
+
+    - `score="additive"` (Bahdanau et al., 2015):
+      `e_ij = v^T tanh(W_q q_i + W_k k_j + b)`, with `W_q: (dq, units)`,
+      `W_k: (dk, units)`, `b: (units,)` (when `use_bias`) and `v: (units,)`;
+    - `score="general"` (Luong et al., 2015): `e_ij = q_i^T W k_j`, with
+      `W: (dq, dk)`,
+
+    then `a_ij = softmax_j(e_ij)` over the keys that may be attended to
+    (in float32; a query with nothing to attend to gets zero weights and a
+    zero output, never NaN) and returns `c_i = sum_j a_ij value_j`. There are
+    no heads and no value/output projections: the context has the value's
+    feature size, as in the sequence-to-sequence models these scores come
+    from. `Tq` may be `1` (one decoder step of an RNN decoder).
+
+    Memory: the additive score needs the `(batch, Tq, Tv, units)` tensor
+    `W_q q_i + W_k k_j` before the reduction by `v` (it cannot be written as
+    a matrix product), so it costs `O(batch * Tq * Tv * units)` memory and
+    time, `units` times the `(batch, Tq, Tv)` of the weights. The general
+    score is two matrix products: `O(batch * Tq * Tv)` beyond the inputs.
+
+    Args:
+        units: int, size of the additive score's hidden layer. Defaults to
+            the query's feature size. Only for `score="additive"`.
+        score: `"additive"` (default) or `"general"`.
+        use_bias: bool, whether the additive score has the bias `b`.
+        dropout: float in `[0, 1)`, dropout on the attention weights.
+        kernel_initializer: initializer of `W_q`, `W_k`, `v` and `W`.
+        bias_initializer: initializer of `b`.
+        kernel_regularizer: regularizer of the kernels.
+        bias_regularizer: regularizer of `b`.
+        seed: int, seed of the dropout.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        query: `(batch, Tq, dq)`.
+        value: `(batch, Tv, dv)`.
+        key: optional `(batch, Tv, dk)`; defaults to `value`.
+        query_mask, value_mask, key_mask: optional boolean `(batch, Tq)` /
+            `(batch, Tv)`; default to the inputs' Keras masks. Masked queries
+            output zeros, masked values are never attended.
+        attention_mask: optional boolean `(batch, Tq, Tv)` or `(Tq, Tv)`;
+            `True` means "may attend".
+        use_causal_mask: bool, hide keys `j > i` from query `i`.
+        return_attention_scores: bool, also return the weights
+            `(batch, Tq, Tv)`.
+        training: bool, whether dropout is active.
+
+    Returns:
+        The context `(batch, Tq, dv)`, carrying the query's Keras mask, and
+        with `return_attention_scores=True` the tuple `(context, weights)`.
+
+    Example:
+
+    >>> layer = AdditiveAttention(units=16)
+    >>> decoder_state = keras.random.normal((2, 1, 8))    # one decoder step
+    >>> encoder_states = keras.random.normal((2, 7, 12))
+    >>> context, weights = layer(
+    ...     decoder_state, encoder_states, return_attention_scores=True
+    ... )
+    >>> tuple(context.shape), tuple(weights.shape)
+    ((2, 1, 12), (2, 1, 7))
+
+    Reference:
+        - Bahdanau, Cho & Bengio, 2015, "Neural Machine Translation by
+          Jointly Learning to Align and Translate", appendix A.1.2.
+        - Luong, Pham & Manning, 2015, "Effective Approaches to
+          Attention-based Neural Machine Translation", section 3.1.
+    """
+
+    def __init__(
+        self,
+        units=None,
+        score="additive",
+        use_bias=True,
+        dropout=0.0,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        cls = type(self)
+        if score not in SCORES:
+            raise ValueError(
+                f"{cls.__name__}: `score` must be one of {SCORES}. "
+                f"Received: score={score!r}"
+            )
+        check_positive_int(cls, "units", units, allow_none=True)
+        if score == "general" and units is not None:
+            raise ValueError(
+                f"{cls.__name__}: `units` is only used by score='additive'; "
+                "the general score `q^T W k` has no hidden layer. Expected "
+                f"units=None. Received: units={units!r}, score='general'"
+            )
+        check_rate(cls, "dropout", dropout)
+        self.supports_masking = True
+        self.units = units
+        self.score = score
+        self.use_bias = use_bias
+        self.dropout = dropout
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    # The same rank/feature/positions/batch checks as the projected shell.
+    _check_input_shapes = BaseAttention._check_input_shapes
+
+    def _kernel(self, name, shape, offset):
+        initializer = self.kernel_initializer
+        config = initializer.get_config()
+        if isinstance(config.get("seed"), int) and offset:
+            # An int-seeded initializer repeats itself; shift per weight.
+            config["seed"] += offset
+            initializer = initializer.__class__.from_config(config)
+        return self.add_weight(
+            name=name,
+            shape=shape,
+            initializer=initializer,
+            regularizer=self.kernel_regularizer,
+        )
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        key_shape = value_shape if key_shape is None else key_shape
+        query_shape, value_shape, key_shape = (
+            tuple(query_shape),
+            tuple(value_shape),
+            tuple(key_shape),
+        )
+        self._check_input_shapes(query_shape, value_shape, key_shape)
+        dq, dk = query_shape[-1], key_shape[-1]
+        if self.score == "general":
+            self.kernel = self._kernel("kernel", (dq, dk), 0)
+        else:
+            units = self.units or dq
+            self.query_kernel = self._kernel("query_kernel", (dq, units), 0)
+            self.key_kernel = self._kernel("key_kernel", (dk, units), 1)
+            self.score_vector = self._kernel("score_vector", (units,), 2)
+            self.bias = None
+            if self.use_bias:
+                self.bias = self.add_weight(
+                    name="bias",
+                    shape=(units,),
+                    initializer=self.bias_initializer,
+                    regularizer=self.bias_regularizer,
+                )
+        self.built = True
+
+    def _logits(self, query, key):
+        if self.score == "general":
+            projected = ops.matmul(query, ops.cast(self.kernel, query.dtype))
+            return ops.einsum("bqd,bkd->bqk", projected, key)
+        q = ops.matmul(query, ops.cast(self.query_kernel, query.dtype))
+        k = ops.matmul(key, ops.cast(self.key_kernel, key.dtype))
+        if self.bias is not None:
+            q = q + ops.cast(self.bias, q.dtype)
+        # (batch, Tq, Tv, units): the O(Tq * Tv * units) part.
+        hidden = ops.tanh(q[:, :, None, :] + k[:, None, :, :])
+        return ops.einsum(
+            "bqku,u->bqk", hidden, ops.cast(self.score_vector, hidden.dtype)
+        )
+
+    def call(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+    ):
+        if key is None:
+            key = value
+        self._check_input_shapes(
+            tuple(query.shape), tuple(value.shape), tuple(key.shape)
+        )
+        for tensor in (query, value, key):
+            set_keras_mask(tensor, None)
+        mask = merge_masks(
+            self, 1, query, value, value_mask, key_mask, attention_mask
+        )
+        logits = self._logits(query, key)
+        result = attend_with_scores(
+            logits,
+            value,
+            mask=mask,
+            use_causal_mask=use_causal_mask,
+            dropout_rate=self.dropout,
+            seed=self.seed_generator,
+            training=bool(training),
+            return_scores=return_attention_scores,
+        )
+        out, weights = result if return_attention_scores else (result, None)
+        if weights is not None:
+            weights = weights[:, None]
+        out, weights = mask_queries(self, query, query_mask, out, weights)
+        if query_mask is not None:
+            set_keras_mask(out, query_mask)
+        if return_attention_scores:
+            return out, weights[:, 0]
+        return out
+
+    def compute_output_shape(self, query_shape, value_shape, key_shape=None):
+        key_shape = value_shape if key_shape is None else key_shape
+        self._check_input_shapes(
+            tuple(query_shape), tuple(value_shape), tuple(key_shape)
+        )
+        return tuple(query_shape[:-1]) + (value_shape[-1],)
+
+    def compute_output_spec(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+    ):
+        key_shape = None if key is None else key.shape
+        shape = self.compute_output_shape(query.shape, value.shape, key_shape)
+        output = keras.KerasTensor(shape, dtype=self.compute_dtype)
+        if return_attention_scores:
+            weights = keras.KerasTensor(
+                (query.shape[0], query.shape[1], value.shape[1]),
+                dtype=self.compute_dtype,
+            )
+            return output, weights
+        return output
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "score": self.score,
+                "use_bias": self.use_bias,
+                "dropout": self.dropout,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+                "bias_regularizer": keras.regularizers.serialize(
+                    self.bias_regularizer
+                ),
+                "seed": self.seed,
+            }
+        )
+        return config
