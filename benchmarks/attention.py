@@ -367,21 +367,35 @@ def _worker_bench(cfg):
     )
     fn = _make_step(tf, attend, layer, cfg.mode, cfg.xla)
 
+    baseline = _baseline_and_cap(cfg.max_memory_gib)
+    _time_and_emit(tf, fn, (q, k, v, cotangent), cfg, deadline, baseline, started)
+
+
+def _baseline_and_cap(max_memory_gib):
+    """Records the baseline resident size and caps the address space.
+
+    Returns the baseline in bytes. Call it after imports, building and input
+    creation, just before the first call of the step.
+    """
     baseline = _status_bytes("VmRSS") or _peak_rss_bytes()
     vm_size = _status_bytes("VmSize")
-    if cfg.max_memory_gib and vm_size is not None:
+    if max_memory_gib and vm_size is not None:
         # Backstop for allocations too fast for the parent's RSS watch: cap the
         # address space at what is mapped now plus the budget plus 1 GiB slack
         # (TensorFlow maps far more virtual memory than it touches, so a plain
         # RLIMIT_AS of the budget itself would fail at import).
-        limit = vm_size + int((cfg.max_memory_gib + 1) * GIB)
+        limit = vm_size + int((max_memory_gib + 1) * GIB)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         # Tells the parent how to read a crash: some allocation failures
         # under this cap end in SIGSEGV or SIGABRT, not in an exception.
         _emit({"rlimit_as_bytes": limit})
+    return baseline
 
+
+def _time_and_emit(tf, fn, inputs, cfg, deadline, baseline, started, extra=None):
+    """Times `fn(*inputs)` (see `_time_step`) and emits the worker's result."""
     try:
-        first, times, other_cpu = _time_step(fn, (q, k, v, cotangent), cfg, deadline)
+        first, times, other_cpu = _time_step(fn, inputs, cfg, deadline)
     except (tf.errors.ResourceExhaustedError, MemoryError) as exc:
         _emit({"status": "oom", "message": f"{type(exc).__name__}: {exc}"[:500]})
         return
@@ -400,6 +414,7 @@ def _worker_bench(cfg):
             "delta_rss_mib": (peak - baseline) / MIB,
             "other_cpu_pct": other_cpu,
             "worker_s": time.perf_counter() - started,
+            **(extra or {}),
         }
     )
 
@@ -465,15 +480,17 @@ def _tail(text, lines=5):
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def run_worker(worker_args, timeout, max_rss_bytes, poll=0.02):
+def run_worker(worker_args, timeout, max_rss_bytes, poll=0.02, script=None):
     """Runs this script with `--worker ...`; returns the worker's result dict.
 
+    `script` runs another script's worker instead (benchmarks/variants.py).
     The result always has a "status": ok, oom, timeout, unavailable or error.
     """
     env = dict(os.environ)
     env.setdefault("KERAS_BACKEND", "tensorflow")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *worker_args]
+    script = Path(script or __file__).resolve()
+    cmd = [sys.executable, str(script), "--worker", *worker_args]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=err, env=env, start_new_session=True
