@@ -17,3 +17,6 @@ from keras_attention.ops.sparse import top_k_attention
 from keras_attention.ops.sequence_parallel import merge_partials
 from keras_attention.ops.sequence_parallel import partial_attention
 from keras_attention.ops.sequence_parallel import sequence_parallel_attention
+from keras_attention.ops.linear import apply_feature_map
+from keras_attention.ops.linear import linear_attention
+from keras_attention.ops.linear import orthogonal_random_features
