@@ -116,6 +116,20 @@ IMPLEMENTATIONS = {
             "layer",
             "keras.mha_layer",
         ),
+        Implementation(
+            "keras.encoder_block",
+            "post-norm encoder block from keras.layers.MultiHeadAttention, "
+            "LayerNormalization and Dense (what keras_hub's TransformerEncoder "
+            "computes), feed-forward 4E",
+            "layer",
+            "keras.encoder_block",
+        ),
+        Implementation(
+            "ka.encoder_block",
+            "keras_attention.layers.TransformerEncoder(intermediate_dim=4E)",
+            "layer",
+            "keras.encoder_block",
+        ),
     ]
 }
 OP_ROWS = [name for name, impl in IMPLEMENTATIONS.items() if impl.kind == "op"]
@@ -211,7 +225,8 @@ def _sync(outputs):
     import tensorflow as tf
 
     for tensor in tf.nest.flatten(outputs):
-        tensor.numpy()
+        if tensor is not None:  # e.g. the gradient of an unused key/value
+            tensor.numpy()
 
 
 def _make_attend(impl, cfg, keras):
@@ -257,6 +272,9 @@ def _make_attend(impl, cfg, keras):
 
         return attend, None
 
+    if impl.name.endswith("encoder_block"):
+        return _encoder_block(impl.name, cfg, keras)
+
     if impl.kind == "layer":
         if impl.name == "ka.mha_layer":
             from keras_attention.layers import MultiHeadAttention
@@ -273,6 +291,29 @@ def _make_attend(impl, cfg, keras):
         return attend, layer
 
     raise ValueError(f"Unknown implementation {impl.name!r}")
+
+
+def _encoder_block(name, cfg, keras):
+    """`(attend, layer)` for a self-attention encoder block (post-norm, ReLU
+    feed-forward of 4E); `attend(q, k, v)` uses `q` only."""
+    dim, hidden = cfg.model_dim, 4 * cfg.model_dim
+    if name == "ka.encoder_block":
+        from keras_attention.layers import TransformerEncoder
+
+        block = TransformerEncoder(hidden, cfg.heads)
+        block(keras.ops.zeros((cfg.batch, 8, dim)), use_causal_mask=cfg.causal)
+        return (lambda q, k, v: block(q, use_causal_mask=cfg.causal)), block
+    x = keras.Input((None, dim), batch_size=cfg.batch)
+    a = keras.layers.MultiHeadAttention(cfg.heads, dim // cfg.heads)(
+        x, x, use_causal_mask=cfg.causal
+    )
+    h = keras.layers.LayerNormalization(epsilon=1e-5)(x + a)
+    f = keras.layers.Dense(hidden, activation="relu")(h)
+    out = keras.layers.LayerNormalization(epsilon=1e-5)(
+        h + keras.layers.Dense(dim)(f)
+    )
+    model = keras.Model(x, out)
+    return (lambda q, k, v: model(q)), model
 
 
 def _make_step(tf, attend, layer, mode, jit_compile):
