@@ -414,6 +414,11 @@ class BaseAttention(keras.layers.Layer):
         self._check_input_shapes(
             tuple(query.shape), tuple(value.shape), tuple(key.shape)
         )
+        if attention_mask is not None:
+            attention_mask = ops.convert_to_tensor(attention_mask)
+        self.check_call_arguments(
+            tuple(value.shape), tuple(key.shape), attention_mask, use_causal_mask
+        )
         # Masks are handled here, at the level of this layer (the Keras masks
         # were passed in as `*_mask` by `Layer.__call__`).
         for tensor in (query, value, key):
@@ -476,6 +481,12 @@ class BaseAttention(keras.layers.Layer):
     ):
         key_shape = None if key is None else key.shape
         shape = self.compute_output_shape(query.shape, value.shape, key_shape)
+        self.check_call_arguments(
+            tuple(value.shape),
+            tuple(value.shape if key is None else key.shape),
+            attention_mask,
+            use_causal_mask,
+        )
         output = keras.KerasTensor(shape, dtype=self.compute_dtype)
         if return_attention_scores:
             if not self.supports_attention_scores:
@@ -484,16 +495,25 @@ class BaseAttention(keras.layers.Layer):
                     "compute attention weights; it cannot honour "
                     "`return_attention_scores=True`."
                 )
-            scores_shape = (
-                query.shape[0],
-                self.num_heads,
-                query.shape[1],
-                value.shape[1],
-            )
+            scores_shape = self.attention_scores_shape(query.shape, value.shape)
             return output, keras.KerasTensor(
                 scores_shape, dtype=self.compute_dtype
             )
         return output
+
+    def check_call_arguments(
+        self, value_shape, key_shape, attention_mask, use_causal_mask
+    ):
+        """Hook: rejects call arguments the variant cannot honour.
+
+        Called by `call` and by `compute_output_spec` before any work, so a
+        functional model fails when it is built, not at its first step. The
+        shell accepts everything; variants raise a clear `ValueError`.
+        """
+
+    def attention_scores_shape(self, query_shape, value_shape):
+        """Shape of the weights `return_attention_scores=True` returns."""
+        return (query_shape[0], self.num_heads, query_shape[1], value_shape[1])
 
     def get_config(self):
         config = super().get_config()

@@ -251,61 +251,10 @@ class LinearAttention(BaseAttention):
             f"attention_mask.shape={shape}",
         )
 
-    # The full signature: `Layer.__call__` passes the Keras masks of the
-    # inputs to the `*_mask` arguments it finds in it.
-    def call(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
+    def check_call_arguments(
+        self, value_shape, key_shape, attention_mask, use_causal_mask
     ):
         self._check_attention_mask(attention_mask)
-        return super().call(
-            query,
-            value,
-            key=key,
-            query_mask=query_mask,
-            value_mask=value_mask,
-            key_mask=key_mask,
-            attention_mask=attention_mask,
-            use_causal_mask=use_causal_mask,
-            return_attention_scores=return_attention_scores,
-            training=training,
-        )
-
-    def compute_output_spec(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
-    ):
-        self._check_attention_mask(attention_mask)
-        return super().compute_output_spec(
-            query,
-            value,
-            key=key,
-            query_mask=query_mask,
-            value_mask=value_mask,
-            key_mask=key_mask,
-            attention_mask=attention_mask,
-            use_causal_mask=use_causal_mask,
-            return_attention_scores=return_attention_scores,
-            training=training,
-        )
 
     def attend(
         self,

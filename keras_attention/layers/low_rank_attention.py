@@ -195,7 +195,7 @@ class LowRankAttention(BaseAttention):
                     "positions",
                 )
 
-    def _check_call_arguments(
+    def check_call_arguments(
         self, value_shape, key_shape, attention_mask, use_causal_mask
     ):
         if use_causal_mask:
@@ -259,40 +259,6 @@ class LowRankAttention(BaseAttention):
     # ------------------------------------------------------------------
     # call
     # ------------------------------------------------------------------
-    def call(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
-    ):
-        if attention_mask is not None:
-            attention_mask = ops.convert_to_tensor(attention_mask)
-        self._check_call_arguments(
-            tuple(value.shape),
-            tuple((value if key is None else key).shape),
-            attention_mask,
-            use_causal_mask,
-        )
-        return super().call(
-            query,
-            value,
-            key=key,
-            query_mask=query_mask,
-            value_mask=value_mask,
-            key_mask=key_mask,
-            attention_mask=attention_mask,
-            use_causal_mask=use_causal_mask,
-            return_attention_scores=return_attention_scores,
-            training=training,
-        )
-
     def _compress(self, projection, x, keep):
         """`projection[:, :T] @ x` per batch and head, in float32."""
         length = x.shape[1]
@@ -324,7 +290,7 @@ class LowRankAttention(BaseAttention):
         weights `(batch, num_heads, Tq, rank)` (or `None`).
         """
         if use_causal_mask:
-            self._check_call_arguments(None, None, None, use_causal_mask)
+            self.check_call_arguments(None, None, None, use_causal_mask)
         keep = None
         compressed_mask = None
         if mask is not None:
@@ -367,33 +333,9 @@ class LowRankAttention(BaseAttention):
     # ------------------------------------------------------------------
     # shapes and config
     # ------------------------------------------------------------------
-    def compute_output_spec(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
-    ):
-        self._check_call_arguments(
-            tuple(value.shape),
-            tuple((value if key is None else key).shape),
-            attention_mask,
-            use_causal_mask,
-        )
-        output = super().compute_output_spec(query, value, key)
-        if not return_attention_scores:
-            return output
-        scores = keras.KerasTensor(
-            (query.shape[0], self.num_heads, query.shape[1], self.rank),
-            dtype=self.compute_dtype,
-        )
-        return output, scores
+    def attention_scores_shape(self, query_shape, value_shape):
+        # Weights over the `rank` compressed positions, not over tokens.
+        return (query_shape[0], self.num_heads, query_shape[1], self.rank)
 
     def get_config(self):
         config = super().get_config()
