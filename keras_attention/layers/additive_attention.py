@@ -92,6 +92,11 @@ class AdditiveAttention(keras.layers.Layer):
     time, `units` times the `(batch, Tq, Tv)` of the weights. The general
     score is two matrix products: `O(batch * Tq * Tv)` beyond the inputs.
 
+    When to use it: encoder-decoder models in the style of Bahdanau (RNN
+    decoders attending over encoder states, often one query at a time) and
+    small models where a learned score is worth its O(Tq * Tv * units)
+    memory; for long sequences prefer the dot-product variants.
+
     Args:
         units: int, size of the additive score's hidden layer. Defaults to
             the query's feature size. Only for `score="additive"`.

@@ -18,6 +18,13 @@ class MultiHeadAttention(BaseAttention):
     or ALiBi positions, a sliding window, and a memory-efficient core that
     is picked automatically for long sequences (`implementation`).
 
+    When to use it: the default. It is exact attention, so every position
+    can reach every other in one layer; with `implementation=None` long
+    inputs run on the linear-memory chunked core, so memory is no longer
+    the limit, only time (O(T^2)). Reach for a cheaper variant
+    (`"regional"`, `"linear"`, `"low_rank"`, `"sparse"`) when that time is
+    too much and the task tolerates its approximation.
+
     Args:
         num_heads: int, number of query heads.
         key_dim: int, size of each query/key head.

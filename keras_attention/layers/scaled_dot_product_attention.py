@@ -19,6 +19,10 @@ class ScaledDotProductAttention(keras.layers.Layer):
     `softmax(query @ key^T * scale) @ value` on `(batch, T, dim)` tensors,
     with the masking rules of every layer in this package.
 
+    When to use it: when the inputs are already the queries, keys and values
+    (no learned projections, one head), e.g. to attend from decoder states
+    over encoder outputs of the same size, or as a building block.
+
     Args:
         scale: float multiplier of the scores; defaults to
             `1 / sqrt(query_dim)`.
