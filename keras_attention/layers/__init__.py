@@ -30,3 +30,4 @@ from keras_attention.layers.additive_attention import AdditiveAttention
 from keras_attention.layers.attention_pooling import AttentionPooling
 from keras_attention.layers.target_attention import TargetAttention
 from keras_attention.layers.linear_attention import LinearAttention
+from keras_attention.layers.masked_average_pooling import MaskedAveragePooling

@@ -1,0 +1,237 @@
+"""What every model builder shares.
+
+- `check_builder_arguments`: the argument checks with the builder's name in
+  the message.
+- `attention_arguments`: resolves `attention=` / `attention_kwargs=` for a
+  known sequence length, filling in what a variant needs and cannot guess
+  (`max_length` for `"low_rank"`, `window_size` for `"regional"`), and
+  rejecting unknown names with the list of valid ones.
+- `encoder_stack`: `num_layers` `TransformerEncoder` blocks taking any
+  registered attention.
+- `compile_model`: AdamW with warm-up and cosine decay, gradient clipping
+  and `jit_compile=True`.
+"""
+
+import inspect
+
+import keras
+
+from keras_attention.layers import registry
+from keras_attention.layers.transformer_encoder import TransformerEncoder
+
+# What a variant needs from the sequence length when the caller did not say.
+_LENGTH_DEFAULTS = {
+    "low_rank": lambda length: {
+        "max_length": length,
+        "rank": min(64, length),
+    },
+    "regional": lambda length: {"window_size": min(64, length)},
+}
+
+
+def _fail(builder, argument, expected, received):
+    return ValueError(
+        f"`{builder}`: `{argument}` {expected}. Received: {received}"
+    )
+
+
+def check_positive_int(builder, argument, value, allow_none=False):
+    """Raises unless `value` is a positive int (or `None` if allowed)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _fail(
+            builder,
+            argument,
+            "must be a positive int" + (" or None" if allow_none else ""),
+            f"{argument}={value!r}",
+        )
+
+
+def check_rate(builder, argument, value):
+    """Raises unless `value` is a float in `[0, 1)`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value < 1
+    ):
+        raise _fail(
+            builder, argument, "must be a float in [0, 1)", f"{argument}={value!r}"
+        )
+
+
+def check_choice(builder, argument, value, choices):
+    """Raises unless `value` is one of `choices`."""
+    if value not in choices:
+        raise _fail(
+            builder,
+            argument,
+            f"must be one of {list(choices)}",
+            f"{argument}={value!r}",
+        )
+
+
+def check_heads(builder, hidden_dim, num_heads):
+    """Raises unless `num_heads` divides `hidden_dim`."""
+    check_positive_int(builder, "hidden_dim", hidden_dim)
+    check_positive_int(builder, "num_heads", num_heads)
+    if hidden_dim % num_heads:
+        raise _fail(
+            builder,
+            "num_heads",
+            f"must divide hidden_dim={hidden_dim}",
+            f"num_heads={num_heads}",
+        )
+
+
+def attention_arguments(builder, attention, attention_kwargs, sequence_length):
+    """Resolves a builder's `attention` / `attention_kwargs`.
+
+    Args:
+        builder: str, the builder's name (for error messages).
+        attention: a registered variant name (see
+            `keras_attention.layers.available()`), or anything
+            `TransformerEncoder(attention=...)` accepts (class, config dict,
+            layer instance).
+        attention_kwargs: dict or `None`, constructor arguments.
+        sequence_length: int or `None`, the length the attention will see;
+            used to default length-dependent arguments.
+
+    Returns:
+        `(attention, attention_kwargs)` to pass to a transformer block.
+    """
+    if attention_kwargs is not None and not isinstance(attention_kwargs, dict):
+        raise _fail(
+            builder,
+            "attention_kwargs",
+            "must be a dict or None",
+            f"attention_kwargs={attention_kwargs!r}",
+        )
+    kwargs = dict(attention_kwargs or {})
+    if isinstance(attention, str):
+        if registry.get_class(attention) is None:
+            raise _fail(
+                builder,
+                "attention",
+                f"must be a registered attention variant, one of "
+                f"{registry.available()}",
+                f"attention={attention!r}",
+            )
+        defaults = _LENGTH_DEFAULTS.get(attention)
+        if defaults is not None and sequence_length is not None:
+            cls = registry.get_class(attention)
+            accepted = inspect.signature(cls.__init__).parameters
+            for key, value in defaults(sequence_length).items():
+                if key in accepted:
+                    kwargs.setdefault(key, value)
+    return attention, kwargs or None
+
+
+def encoder_stack(
+    x,
+    *,
+    builder,
+    num_layers,
+    num_heads,
+    intermediate_dim,
+    attention,
+    attention_kwargs,
+    dropout,
+    sequence_length,
+    norm_first=True,
+    activation="gelu",
+    use_causal_mask=False,
+    name="encoder",
+):
+    """Applies `num_layers` transformer encoder blocks to `x`.
+
+    Args:
+        x: `(batch, T, hidden_dim)` symbolic tensor (its Keras mask, if any,
+            is honoured).
+        builder: str, the builder's name (for error messages).
+        num_layers, num_heads, intermediate_dim, dropout: block sizes.
+        attention, attention_kwargs: the attention variant (see
+            `attention_arguments`).
+        sequence_length: int or `None`, `T` when static.
+        norm_first: bool, pre-norm blocks (a final `LayerNormalization` is
+            added).
+        activation: feed-forward activation.
+        use_causal_mask: bool, causal self-attention.
+        name: prefix of the layer names.
+
+    Returns:
+        The encoded `(batch, T, hidden_dim)` tensor.
+    """
+    check_positive_int(builder, "num_layers", num_layers)
+    check_positive_int(builder, "intermediate_dim", intermediate_dim)
+    check_rate(builder, "dropout", dropout)
+    attention, attention_kwargs = attention_arguments(
+        builder, attention, attention_kwargs, sequence_length
+    )
+    for i in range(num_layers):
+        block = TransformerEncoder(
+            intermediate_dim=intermediate_dim,
+            num_heads=num_heads,
+            attention=attention,
+            attention_kwargs=attention_kwargs,
+            dropout=dropout,
+            activation=activation,
+            norm_first=norm_first,
+            name=f"{name}_{i}",
+        )
+        x = block(x, use_causal_mask=use_causal_mask)
+    if norm_first:
+        x = keras.layers.LayerNormalization(epsilon=1e-5, name=f"{name}_norm")(x)
+    return x
+
+
+def compile_model(
+    model,
+    loss,
+    metrics=None,
+    learning_rate=1e-3,
+    weight_decay=0.01,
+    warmup_steps=0,
+    decay_steps=None,
+    clipnorm=1.0,
+    jit_compile=True,
+    **kwargs,
+):
+    """Compiles `model` with AdamW, optional warm-up + cosine decay, XLA.
+
+    Args:
+        model: the `keras.Model`.
+        loss: the loss (or dict/list of losses).
+        metrics: metrics, as `Model.compile` takes them.
+        learning_rate: float, the peak learning rate.
+        weight_decay: float, AdamW's decoupled weight decay.
+        warmup_steps: int, linear warm-up steps.
+        decay_steps: int or `None`; with an int, cosine decay to zero over
+            that many steps after the warm-up.
+        clipnorm: float or `None`, global gradient-norm clipping.
+        jit_compile: bool, XLA compilation (explicit: Keras' `"auto"` means
+            no XLA on CPU).
+        **kwargs: passed to `Model.compile`.
+
+    Returns:
+        The compiled model.
+    """
+    schedule = learning_rate
+    if decay_steps:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup_steps else learning_rate,
+            decay_steps,
+            warmup_target=learning_rate if warmup_steps else None,
+            warmup_steps=warmup_steps,
+        )
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule, weight_decay=weight_decay, clipnorm=clipnorm
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=metrics,
+        jit_compile=jit_compile,
+        **kwargs,
+    )
+    return model
