@@ -155,15 +155,7 @@ def _exact(q, k, v, mask5, bias5, slopes5, is_causal, window_size, scale, dropou
         sc.position_mask(qpos, kpos, is_causal=is_causal, window_size=window_size),
     )
     logits = sc.finish_logits(logits, bias5, slopes5, qpos, kpos, allowed)
-    # The softmax does not depend on the shift, so its gradient through the
-    # row maximum is zero: stopping it keeps autodiff from saving more
-    # (Tq, Tk) tensors for the backward pass.
-    row_max = ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True))
-    p = ops.exp(logits - row_max)
-    if allowed is not None:
-        p = ops.where(allowed, p, 0.0)
-    total = ops.sum(p, axis=-1, keepdims=True)
-    weights = p / ops.where(total > 0.0, total, 1.0)
+    weights = sc.masked_softmax(logits, allowed)
     attended = weights
     if dropout is not None:
         rate, seed = dropout

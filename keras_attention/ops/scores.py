@@ -91,3 +91,17 @@ def finish_logits(logits, bias, slopes5, query_pos, key_pos, allowed):
     if allowed is not None:
         logits = ops.where(allowed, logits, NEG)
     return logits
+
+
+def masked_softmax(logits, allowed):
+    """Softmax over the last axis of float32 `logits` (already hidden with
+    `NEG` where not `allowed`); rows with nothing allowed give zeros."""
+    # The softmax does not depend on the shift, so its gradient through the
+    # row maximum is zero: stopping it keeps autodiff from saving more
+    # (Tq, Tk) tensors for the backward pass.
+    row_max = ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True))
+    p = ops.exp(logits - row_max)
+    if allowed is not None:
+        p = ops.where(allowed, p, 0.0)
+    total = ops.sum(p, axis=-1, keepdims=True)
+    return p / ops.where(total > 0.0, total, 1.0)
