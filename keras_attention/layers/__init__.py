@@ -32,3 +32,4 @@ from keras_attention.layers.target_attention import TargetAttention
 from keras_attention.layers.linear_attention import LinearAttention
 from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
 from keras_attention.layers.dynamic_attention import DynamicAttention
+from keras_attention.layers.dice import Dice

@@ -7,9 +7,10 @@ from keras_attention.layers.additive_attention import attend_with_scores
 from keras_attention.layers.base import _shape_error
 from keras_attention.layers.base import check_mask
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.dice import Dice
 from keras_attention.layers.registry import register_attention
 
-ACTIVATIONS = ("sigmoid", "relu", "tanh")
+ACTIVATIONS = ("sigmoid", "relu", "tanh", "dice")
 NORMALIZE = ("softmax", None)
 
 
@@ -42,8 +43,10 @@ class TargetAttention(keras.layers.Layer):
     Args:
         hidden_units: tuple of positive ints, sizes of the MLP's hidden
             layers. Defaults to `(80, 40)`, as in the paper.
-        activation: `"sigmoid"` (default, as in the paper), `"relu"` or
-            `"tanh"`, the hidden layers' activation.
+        activation: `"sigmoid"` (default), `"relu"`, `"tanh"` or `"dice"`
+            (`keras_attention.layers.Dice`, the paper's data-adaptive
+            activation; its statistics skip the padding), the hidden
+            layers' activation.
         normalize: `"softmax"` or `None` (default).
         kernel_initializer: initializer of the MLP kernels.
         bias_initializer: initializer of the MLP biases.
@@ -57,6 +60,7 @@ class TargetAttention(keras.layers.Layer):
             Keras mask.
         return_attention_scores: bool, also return the weights `(batch, T)`
             (the scores `s_t`, or their softmax, zero at padding).
+        training: bool, whether Dice uses batch statistics.
 
     Returns:
         The user interest `(batch, d)`, and with
@@ -144,12 +148,14 @@ class TargetAttention(keras.layers.Layer):
         self._check(query_shape, value_shape)
         dim = query_shape[-1]
         self.mlp = []
+        self.dice = []
+        dice = self.activation == "dice"
         sizes = self.hidden_units + (1,)
         for i, units in enumerate(sizes):
             last = i == len(sizes) - 1
             dense = keras.layers.Dense(
                 units,
-                activation=None if last else self.activation,
+                activation=None if last or dice else self.activation,
                 kernel_initializer=self.kernel_initializer,
                 bias_initializer=self.bias_initializer,
                 kernel_regularizer=self.kernel_regularizer,
@@ -158,6 +164,10 @@ class TargetAttention(keras.layers.Layer):
             )
             dense.build((None, None, 4 * dim if i == 0 else sizes[i - 1]))
             self.mlp.append(dense)
+            if dice and not last:
+                activation = Dice(dtype=self.dtype_policy, name=f"dice_{i}")
+                activation.build((None, None, units))
+                self.dice.append(activation)
         self.built = True
 
     def call(
@@ -166,16 +176,19 @@ class TargetAttention(keras.layers.Layer):
         value,
         value_mask=None,
         return_attention_scores=False,
+        training=None,
     ):
         self._check(query.shape, value.shape)
-        q = query[:, None, :] + ops.zeros_like(value)
-        x = ops.concatenate([q, value, q - value, q * value], axis=-1)
-        for dense in self.mlp:
-            x = dense(x)
-        logits = x[..., 0]  # (batch, T)
         if value_mask is not None:
             check_mask(self, "value_mask", value_mask, tuple(value.shape[:2]))
             value_mask = ops.cast(value_mask, "bool")
+        q = query[:, None, :] + ops.zeros_like(value)
+        x = ops.concatenate([q, value, q - value, q * value], axis=-1)
+        for i, dense in enumerate(self.mlp):
+            x = dense(x)
+            if i < len(self.dice):
+                x = self.dice[i](x, training=training, mask=value_mask)
+        logits = x[..., 0]  # (batch, T)
         if self.normalize == "softmax":
             mask = None if value_mask is None else value_mask[:, None, None]
             out, weights = attend_with_scores(
@@ -199,7 +212,12 @@ class TargetAttention(keras.layers.Layer):
         return tuple(query_shape)
 
     def compute_output_spec(
-        self, query, value, value_mask=None, return_attention_scores=False
+        self,
+        query,
+        value,
+        value_mask=None,
+        return_attention_scores=False,
+        training=None,
     ):
         output = keras.KerasTensor(
             self.compute_output_shape(query.shape, value.shape),

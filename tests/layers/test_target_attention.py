@@ -209,7 +209,7 @@ def test_registry_config_and_shapes():
     [
         ({"hidden_units": 8}, r"TargetAttention: `hidden_units` must be a list or tuple.*hidden_units=8"),
         ({"hidden_units": (8, 0)}, r"TargetAttention: `hidden_units` must be a positive integer.*hidden_units=0"),
-        ({"activation": "dice"}, r"TargetAttention: `activation` must be one of \('sigmoid', 'relu', 'tanh'\).*'dice'"),
+        ({"activation": "swish"}, r"TargetAttention: `activation` must be one of \('sigmoid', 'relu', 'tanh', 'dice'\).*'swish'"),
         ({"normalize": "sum"}, r"TargetAttention: `normalize` must be one of \('softmax', None\).*'sum'"),
     ],
 )
@@ -235,3 +235,40 @@ def test_bad_inputs():
         ValueError, match=prefix + r"`value_mask` must have shape \(2, 5\)"
     ):
         layer(normal(2, 4), normal(2, 5, 4), value_mask=np.ones((2, 3), bool))
+
+
+def dice_reference(x, alpha, mean, variance, epsilon):
+    p = 1.0 / (1.0 + np.exp(-(x - mean) / np.sqrt(variance + epsilon)))
+    return p * x + (1.0 - p) * alpha * x
+
+
+def test_dice_activation_unit_matches_numpy_and_skips_padding(tmp_path):
+    rng = np.random.default_rng(5)
+    query, value = normal(2, 4), normal(2, 5, 4)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    layer = TargetAttention(hidden_units=(6,), activation="dice", normalize="softmax")
+    layer(query, value)
+    layer.dice[0].alpha.assign(rng.standard_normal(6).astype("float32"))
+    out = layer(query, value, value_mask=mask, training=True)
+    # Training: batch statistics over the real behaviours only.
+    q = np.broadcast_to(query[:, None], value.shape).astype("float64")
+    x = np.concatenate([q, value, q - value, q * value], -1)
+    hidden = x @ ref.to_np(layer.mlp[0].kernel) + ref.to_np(layer.mlp[0].bias)
+    real = hidden[mask]
+    mean, var = real.mean(0), real.var(0)
+    dice = layer.dice[0]
+    h = dice_reference(hidden, ref.to_np(dice.alpha), mean, var, dice.epsilon)
+    s = (h @ ref.to_np(layer.mlp[1].kernel) + ref.to_np(layer.mlp[1].bias))[..., 0]
+    s = np.where(mask, s, -np.inf)
+    w = np.exp(s - s.max(-1, keepdims=True))
+    w = w / w.sum(-1, keepdims=True)
+    np.testing.assert_allclose(ref.to_np(out), np.einsum("bt,btd->bd", w, value), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ref.to_np(dice.moving_mean), 0.01 * mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ref.to_np(dice.moving_variance), 0.99 + 0.01 * var, rtol=1e-4)
+    assert layer.get_config()["activation"] == "dice"
+
+    items = keras.Input((4,)), keras.Input((5, 4))
+    model = keras.Model(items, TargetAttention(hidden_units=(6,), activation="dice")(*items))
+    model.compile("adam", "mse", jit_compile=True)
+    model.fit([query, value], np.ones((2, 4)), epochs=2, verbose=0)
+    helpers.assert_keras_roundtrip(model, [query, value], tmp_path)
