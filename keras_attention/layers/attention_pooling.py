@@ -14,9 +14,10 @@ from keras_attention.layers.base import set_keras_mask
 from keras_attention.layers.registry import register_attention
 
 
-# Not public: it does not take `(query, value)` like the swappable variants
-# (transformer blocks, the command line and the tuner pick from `available()`).
-@register_attention("pooling", public=False)
+# Not swappable: it does not take `(query, value)` like the variants that
+# blocks, builders, the command line and the tuner pick from `available()`;
+# `get()` still builds it by name.
+@register_attention("pooling", swappable=False)
 class AttentionPooling(keras.layers.Layer):
     """Pools a sequence into one vector (or a few) with learned queries.
 

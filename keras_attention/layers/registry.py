@@ -5,9 +5,20 @@ import inspect
 import keras
 
 _VARIANTS = {}
+# Registered layers with another call signature than `(query, value)`
+# (pooling, target, multimodal, spatiotemporal attention): `get()` builds
+# them by name, but blocks, builders, the command line and the tuner, which
+# swap `(query, value)` variants, do not offer them.
+_STRUCTURAL = {}
+
+# What a variant needs from the sequence length when the caller did not say.
+_LENGTH_DEFAULTS = {
+    "low_rank": lambda length: {"max_length": length, "rank": min(64, length)},
+    "regional": lambda length: {"window_size": min(64, length)},
+}
 
 
-def register_attention(name, public=True):
+def register_attention(name, public=True, swappable=True):
     """Class decorator: Keras-serializable and reachable by `name`.
 
     Registers the class with `keras.saving.register_keras_serializable`
@@ -16,7 +27,10 @@ def register_attention(name, public=True):
 
     Args:
         name: str, the variant's registry name (e.g. `"multi_head"`).
-        public: bool, whether `get()`/`available()` list it.
+        public: bool, whether `get()` knows the name.
+        swappable: bool, whether the layer takes the `(query, value)` call
+            of `keras.layers.MultiHeadAttention`, so `available()` lists it
+            and blocks/builders can use it.
     """
 
     def decorate(cls):
@@ -25,25 +39,44 @@ def register_attention(name, public=True):
         )(cls)
         cls.registry_name = name
         if public:
-            if name in _VARIANTS and _VARIANTS[name] is not cls:
+            taken = _VARIANTS.get(name) or _STRUCTURAL.get(name)
+            if taken is not None and taken is not cls:
                 raise ValueError(
                     f"Attention variant name {name!r} is already taken by "
-                    f"{_VARIANTS[name].__name__}."
+                    f"{taken.__name__}."
                 )
-            _VARIANTS[name] = cls
+            (_VARIANTS if swappable else _STRUCTURAL)[name] = cls
         return cls
 
     return decorate
 
 
 def get_class(name):
-    """The attention class registered under `name`, or `None`."""
+    """The swappable attention class registered under `name`, or `None`."""
     return _VARIANTS.get(name)
 
 
-def available():
-    """Sorted names of the registered attention variants."""
+def available(structural=False):
+    """Sorted names of the registered attention variants.
+
+    Args:
+        structural: bool; also list the layers with another call signature
+            (`"pooling"`, `"target"`, `"multimodal"`, `"spatiotemporal"`).
+    """
+    if structural:
+        return sorted({**_VARIANTS, **_STRUCTURAL})
     return sorted(_VARIANTS)
+
+
+def length_defaults(name, length):
+    """Arguments variant `name` needs from the sequence length (`{}` if none).
+
+    `"low_rank"` projects a fixed `max_length`; `"regional"` needs a
+    `window_size`. Builders and composite layers fill these in when the
+    caller did not.
+    """
+    defaults = _LENGTH_DEFAULTS.get(name)
+    return {} if defaults is None or length is None else defaults(length)
 
 
 def get(identifier, **kwargs):
@@ -75,12 +108,13 @@ def get(identifier, **kwargs):
             )
         return identifier
     if isinstance(identifier, str):
-        if identifier not in _VARIANTS:
+        cls = _VARIANTS.get(identifier) or _STRUCTURAL.get(identifier)
+        if cls is None:
             raise ValueError(
                 f"`get`: unknown attention variant {identifier!r}. Expected "
-                f"one of {available()}."
+                f"one of {available(structural=True)}."
             )
-        return _VARIANTS[identifier](**kwargs)
+        return cls(**kwargs)
     if inspect.isclass(identifier) and issubclass(
         identifier, keras.layers.Layer
     ):

@@ -14,9 +14,10 @@ ACTIVATIONS = ("sigmoid", "relu", "tanh", "dice")
 NORMALIZE = ("softmax", None)
 
 
-# Not public: it does not take `(query, value)` like the swappable variants
-# (transformer blocks, the command line and the tuner pick from `available()`).
-@register_attention("target", public=False)
+# Not swappable: it does not take `(query, value)` like the variants that
+# blocks, builders, the command line and the tuner pick from `available()`;
+# `get()` still builds it by name.
+@register_attention("target", swappable=False)
 class TargetAttention(keras.layers.Layer):
     """DIN target attention: a candidate item weighs a behaviour sequence.
 

@@ -12,21 +12,10 @@
   and `jit_compile=True`.
 """
 
-import inspect
-
 import keras
 
 from keras_attention.layers import registry
 from keras_attention.layers.transformer_encoder import TransformerEncoder
-
-# What a variant needs from the sequence length when the caller did not say.
-_LENGTH_DEFAULTS = {
-    "low_rank": lambda length: {
-        "max_length": length,
-        "rank": min(64, length),
-    },
-    "regional": lambda length: {"window_size": min(64, length)},
-}
 
 
 def _fail(builder, argument, expected, received):
@@ -117,13 +106,8 @@ def attention_arguments(builder, attention, attention_kwargs, sequence_length):
                 f"{registry.available()}",
                 f"attention={attention!r}",
             )
-        defaults = _LENGTH_DEFAULTS.get(attention)
-        if defaults is not None and sequence_length is not None:
-            cls = registry.get_class(attention)
-            accepted = inspect.signature(cls.__init__).parameters
-            for key, value in defaults(sequence_length).items():
-                if key in accepted:
-                    kwargs.setdefault(key, value)
+        for key, value in registry.length_defaults(attention, sequence_length).items():
+            kwargs.setdefault(key, value)
     return attention, kwargs or None
 
 

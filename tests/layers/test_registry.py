@@ -177,3 +177,25 @@ def test_private_registration(scratch_registry):
 def test_package_exports():
     assert keras_attention.layers.get is get
     assert keras_attention.layers.available is available
+
+
+def test_structural_layers_are_built_by_name_but_not_swappable():
+    from keras_attention.layers import registry as reg
+
+    for name in ("pooling", "target", "spatiotemporal"):
+        assert name not in reg.available()
+        assert name in reg.available(structural=True)
+        assert reg.get_class(name) is None
+    pooling = reg.get("pooling", num_heads=2)
+    assert type(pooling).__name__ == "AttentionPooling"
+    with pytest.raises(ValueError, match="unknown attention variant 'nope'.*'pooling'"):
+        reg.get("nope")
+
+
+def test_length_defaults():
+    from keras_attention.layers import registry as reg
+
+    assert reg.length_defaults("low_rank", 32) == {"max_length": 32, "rank": 32}
+    assert reg.length_defaults("regional", 300) == {"window_size": 64}
+    assert reg.length_defaults("multi_head", 32) == {}
+    assert reg.length_defaults("low_rank", None) == {}

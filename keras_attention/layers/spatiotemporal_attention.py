@@ -1,0 +1,320 @@
+"""Self-attention over video-shaped inputs: joint, divided or factorized."""
+
+import keras
+from keras import ops
+
+from keras_attention.layers import registry
+from keras_attention.layers.base import _shape_error
+from keras_attention.layers.base import check_mask
+from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import check_rate
+from keras_attention.layers.registry import register_attention
+
+MODES = ("joint", "divided", "factorized")
+
+
+@register_attention("spatiotemporal", swappable=False)
+class SpatioTemporalAttention(keras.layers.Layer):
+    """Self-attention over `(batch, T, H, W, C)` or `(batch, T, N, C)` clips.
+
+    `T` frames of `N = H * W` tokens each. With `S(.)` attention among the
+    tokens of one frame, `T(.)` attention of one spatial position across the
+    frames, and `J(.)` attention among all `T * N` tokens (each with its own
+    projections, built from the registered `attention` variant), the layer
+    returns the attention update `y` (add it to the input as a residual):
+
+    - `mode="joint"`: `y = J(x)`, `O((T N)^2)`;
+    - `mode="divided"` (TimeSformer, temporal then spatial, with the
+      residual between them): `u = x + T(x)`, `y = u + S(u) - x`, so
+      `x + y` is TimeSformer's divided space-time attention,
+      `O(T N (T + N))`;
+    - `mode="factorized"` (ViViT's factorised self-attention, spatial then
+      temporal): `u = x + S(x)`, `y = u + T(u) - x`, `O(T N (T + N))`.
+
+    With `causal=True` a token only sees tokens of its own and earlier
+    frames (block-causal in time for `"joint"`; a causal temporal step
+    otherwise). A `frame_mask` `(batch, T)` marks real frames: padded
+    frames are never attended and output zeros; a clip with no real frame
+    outputs zeros (never NaN).
+
+    Args:
+        num_heads: int, heads of each inner attention.
+        key_dim: int, size of each head.
+        mode: `"joint"`, `"divided"` (default) or `"factorized"`.
+        causal: bool, causal in time.
+        value_dim: int, value head size. Defaults to `key_dim`.
+        dropout: float in `[0, 1)`, attention dropout.
+        use_bias: bool, projection biases.
+        attention: registered attention variant of the inner attentions
+            (see `keras_attention.layers.available()`). Defaults to
+            `"multi_head"`.
+        attention_kwargs: dict, extra arguments of the inner attentions.
+        kernel_initializer: initializer of the projection kernels.
+        bias_initializer: initializer of the projection biases.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: `(batch, T, H, W, C)` or `(batch, T, N, C)`, `T`, `H`, `W`,
+            `N`, `C` known.
+        frame_mask: optional boolean `(batch, T)`, `True` for real frames.
+        return_attention_scores: bool; also return the weights: for
+            `"joint"` `(batch, heads, T N, T N)`; otherwise the tuple
+            `(temporal, spatial)` with temporal `(batch * N, heads, T, T)` and
+            spatial `(batch * T, heads, N, N)`.
+        training: bool, whether dropout is active.
+
+    Returns:
+        A tensor of the input's shape (and the weights, if asked).
+
+    Example:
+
+    >>> video = keras.random.normal((2, 4, 3, 3, 16))  # 4 frames of 3x3
+    >>> layer = SpatioTemporalAttention(num_heads=2, key_dim=8, causal=True)
+    >>> tuple(layer(video).shape)
+    (2, 4, 3, 3, 16)
+
+    Reference:
+        - [Bertasius et al., 2021, "Is Space-Time Attention All You Need for
+          Video Understanding?"](https://arxiv.org/abs/2102.05095)
+          (TimeSformer, divided space-time attention).
+        - [Arnab et al., 2021, "ViViT: A Video Vision Transformer"](
+          https://arxiv.org/abs/2103.15691) (factorised self-attention).
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        mode="divided",
+        causal=False,
+        value_dim=None,
+        dropout=0.0,
+        use_bias=True,
+        attention="multi_head",
+        attention_kwargs=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        cls = type(self)
+        check_positive_int(cls, "num_heads", num_heads)
+        check_positive_int(cls, "key_dim", key_dim)
+        check_positive_int(cls, "value_dim", value_dim, allow_none=True)
+        check_rate(cls, "dropout", dropout)
+        if mode not in MODES:
+            raise ValueError(
+                f"{cls.__name__}: `mode` must be one of {MODES}. Received: "
+                f"mode={mode!r}"
+            )
+        if not isinstance(causal, bool):
+            raise ValueError(
+                f"{cls.__name__}: `causal` must be a bool. Received: causal={causal!r}"
+            )
+        if not isinstance(attention, str) or registry.get_class(attention) is None:
+            raise ValueError(
+                f"{cls.__name__}: `attention` must be a registered attention "
+                f"variant, one of {registry.available()}. Received: "
+                f"attention={attention!r}"
+            )
+        if attention_kwargs is not None and not isinstance(attention_kwargs, dict):
+            raise ValueError(
+                f"{cls.__name__}: `attention_kwargs` must be a dict or None. "
+                f"Received: attention_kwargs={attention_kwargs!r}"
+            )
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.mode = mode
+        self.causal = causal
+        self.value_dim = value_dim
+        self.dropout = dropout
+        self.use_bias = use_bias
+        self.attention = attention
+        self.attention_kwargs = dict(attention_kwargs or {})
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.supports_masking = True
+
+    # ------------------------------------------------------------------
+    def _check(self, shape):
+        shape = tuple(shape)
+        if len(shape) not in (4, 5):
+            raise _shape_error(
+                self,
+                "inputs",
+                "must have rank 4 (batch, T, N, C) or 5 (batch, T, H, W, C)",
+                f"inputs.shape={shape}",
+            )
+        if any(d is None for d in shape[1:]):
+            raise _shape_error(
+                self,
+                "inputs",
+                "must have known frames, spatial sizes and channels",
+                f"inputs.shape={shape}",
+            )
+        frames, channels = shape[1], shape[-1]
+        tokens = 1
+        for d in shape[2:-1]:
+            tokens *= d
+        return frames, tokens, channels
+
+    def _inner(self, name, length, channels):
+        kwargs = {
+            **registry.length_defaults(self.attention, length),
+            **self.attention_kwargs,
+        }
+        layer = registry.get_class(self.attention)(
+            num_heads=self.num_heads,
+            key_dim=self.key_dim,
+            value_dim=self.value_dim,
+            dropout=self.dropout,
+            use_bias=self.use_bias,
+            kernel_initializer=keras.initializers.get(
+                keras.initializers.serialize(self.kernel_initializer)
+            ),
+            bias_initializer=keras.initializers.get(
+                keras.initializers.serialize(self.bias_initializer)
+            ),
+            dtype=self.dtype_policy,
+            name=name,
+            **kwargs,
+        )
+        layer.build((None, length, channels), (None, length, channels))
+        return layer
+
+    def build(self, input_shape):
+        frames, tokens, channels = self._check(input_shape)
+        if self.mode == "joint":
+            self.joint_attention = self._inner("joint_attention", frames * tokens, channels)
+        else:
+            self.temporal_attention = self._inner("temporal_attention", frames, channels)
+            self.spatial_attention = self._inner("spatial_attention", tokens, channels)
+        self.built = True
+
+    # ------------------------------------------------------------------
+    def _attend(self, layer, x, mask, causal, return_scores, training, attention_mask=None):
+        kwargs = {"training": training}
+        if mask is not None:
+            kwargs["query_mask"] = mask
+            kwargs["value_mask"] = mask
+        if causal:
+            kwargs["use_causal_mask"] = True
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask
+        if return_scores:
+            return layer(x, x, return_attention_scores=True, **kwargs)
+        return layer(x, x, **kwargs), None
+
+    def _temporal(self, x, frame_mask, return_scores, training):
+        """`(B, T, N, C)` -> attention across frames per position."""
+        _, t, n, c = x.shape
+        seq = ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, t, c))
+        mask = None
+        if frame_mask is not None:
+            mask = ops.reshape(
+                ops.repeat(frame_mask[:, None, :], n, axis=1), (-1, t)
+            )
+        out, scores = self._attend(
+            self.temporal_attention, seq, mask, self.causal, return_scores, training
+        )
+        out = ops.transpose(ops.reshape(out, (-1, n, t, c)), (0, 2, 1, 3))
+        return out, scores
+
+    def _spatial(self, x, frame_mask, return_scores, training):
+        """`(B, T, N, C)` -> attention among the tokens of each frame."""
+        _, t, n, c = x.shape
+        seq = ops.reshape(x, (-1, n, c))
+        mask = None
+        if frame_mask is not None:
+            mask = ops.reshape(
+                ops.repeat(frame_mask[:, :, None], n, axis=2), (-1, n)
+            )
+        out, scores = self._attend(
+            self.spatial_attention, seq, mask, False, return_scores, training
+        )
+        return ops.reshape(out, (-1, t, n, c)), scores
+
+    def _joint(self, x, frame_mask, return_scores, training):
+        _, t, n, c = x.shape
+        seq = ops.reshape(x, (-1, t * n, c))
+        mask = None
+        if frame_mask is not None:
+            mask = ops.reshape(
+                ops.repeat(frame_mask[:, :, None], n, axis=2), (-1, t * n)
+            )
+        attention_mask = None
+        if self.causal:
+            frame = ops.arange(t * n) // n
+            attention_mask = frame[None, :] <= frame[:, None]
+        out, scores = self._attend(
+            self.joint_attention, seq, mask, False, return_scores, training, attention_mask
+        )
+        return ops.reshape(out, (-1, t, n, c)), scores
+
+    def call(self, inputs, frame_mask=None, return_attention_scores=False, training=None):
+        frames, tokens, channels = self._check(inputs.shape)
+        if frame_mask is not None:
+            check_mask(self, "frame_mask", frame_mask, (inputs.shape[0], frames))
+            frame_mask = ops.cast(frame_mask, "bool")
+        x = ops.reshape(inputs, (-1, frames, tokens, channels))
+        if self.mode == "joint":
+            y, scores = self._joint(x, frame_mask, return_attention_scores, training)
+        else:
+            first, second = (
+                (self._temporal, self._spatial)
+                if self.mode == "divided"
+                else (self._spatial, self._temporal)
+            )
+            a, scores_a = first(x, frame_mask, return_attention_scores, training)
+            u = x + a
+            b, scores_b = second(u, frame_mask, return_attention_scores, training)
+            y = a + b
+            if self.mode == "divided":
+                scores = (scores_a, scores_b)
+            else:
+                scores = (scores_b, scores_a)
+        if frame_mask is not None:
+            y = ops.where(frame_mask[:, :, None, None], y, ops.zeros_like(y))
+        y = ops.reshape(y, (-1,) + tuple(inputs.shape[1:]))
+        if return_attention_scores:
+            return y, scores
+        return y
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape)
+        return tuple(input_shape)
+
+    def compute_output_spec(self, inputs, frame_mask=None, return_attention_scores=False, training=None):
+        frames, tokens, _ = self._check(inputs.shape)
+        out = keras.KerasTensor(tuple(inputs.shape), dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return out
+        h, b = self.num_heads, inputs.shape[0]
+        if self.mode == "joint":
+            return out, keras.KerasTensor((b, h, frames * tokens, frames * tokens), dtype=self.compute_dtype)
+        return out, (
+            keras.KerasTensor((None, h, frames, frames), dtype=self.compute_dtype),
+            keras.KerasTensor((None, h, tokens, tokens), dtype=self.compute_dtype),
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
+                "mode": self.mode,
+                "causal": self.causal,
+                "value_dim": self.value_dim,
+                "dropout": self.dropout,
+                "use_bias": self.use_bias,
+                "attention": self.attention,
+                "attention_kwargs": self.attention_kwargs or None,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
