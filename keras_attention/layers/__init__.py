@@ -34,3 +34,4 @@ from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
 from keras_attention.layers.dynamic_attention import DynamicAttention
 from keras_attention.layers.dice import Dice
 from keras_attention.layers.spatiotemporal_attention import SpatioTemporalAttention
+from keras_attention.layers.multimodal_attention import MultiModalAttention

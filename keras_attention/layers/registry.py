@@ -11,10 +11,18 @@ _VARIANTS = {}
 # swap `(query, value)` variants, do not offer them.
 _STRUCTURAL = {}
 
-# What a variant needs from the sequence length when the caller did not say.
+# What a variant needs from the sequence length when the caller did not say
+# (given the arguments the caller did give).
 _LENGTH_DEFAULTS = {
-    "low_rank": lambda length: {"max_length": length, "rank": min(64, length)},
-    "regional": lambda length: {"window_size": min(64, length)},
+    "low_rank": lambda length, given: {
+        "max_length": length,
+        "rank": min(64, given.get("max_length", length)),
+    },
+    "regional": lambda length, given: (
+        {"window_size": min(64, length)}
+        if given.get("mode", "sliding") == "sliding"
+        else {}
+    ),
 }
 
 
@@ -68,15 +76,66 @@ def available(structural=False):
     return sorted(_VARIANTS)
 
 
-def length_defaults(name, length):
+def length_defaults(name, length, given=None):
     """Arguments variant `name` needs from the sequence length (`{}` if none).
 
-    `"low_rank"` projects a fixed `max_length`; `"regional"` needs a
-    `window_size`. Builders and composite layers fill these in when the
-    caller did not.
+    `"low_rank"` projects a fixed `max_length`; `"regional"` (sliding mode)
+    needs a `window_size`. Builders and composite layers fill these in
+    when the caller did not.
+
+    Args:
+        name: registered variant name.
+        length: int or `None`, the key/value sequence length.
+        given: dict of the arguments the caller gave (they win).
     """
     defaults = _LENGTH_DEFAULTS.get(name)
-    return {} if defaults is None or length is None else defaults(length)
+    if defaults is None or length is None:
+        return {}
+    given = given or {}
+    return {k: v for k, v in defaults(length, given).items() if k not in given}
+
+
+def accepts(cls, parameter):
+    """Whether `cls(...)` accepts the keyword `parameter`.
+
+    Follows `**kwargs` up the class hierarchy (a subclass that forwards
+    `**kwargs` to `BaseAttention` accepts `key_dim`), stopping at
+    `keras.layers.Layer`, whose `**kwargs` take only base arguments.
+    """
+    for klass in cls.__mro__:
+        if klass in (keras.layers.Layer, object):
+            return False
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        if parameter in params:
+            return True
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return False
+    return False
+
+
+def create(name, length=None, defaults=None, **kwargs):
+    """Builds swappable variant `name` for a composite layer.
+
+    Args:
+        name: registered (swappable) variant name.
+        length: int or `None`, key/value length for `length_defaults`.
+        defaults: dict of arguments passed only where the class accepts
+            them (e.g. `num_heads`, `output_shape`, initializers).
+        **kwargs: arguments always passed (the caller's own).
+
+    Returns:
+        The layer (not built).
+    """
+    cls = _VARIANTS[name]
+    arguments = {**length_defaults(name, length, kwargs), **kwargs}
+    for key, value in (defaults or {}).items():
+        if key not in arguments and (
+            key in ("dtype", "name") or accepts(cls, key)
+        ):
+            arguments[key] = value
+    return cls(**arguments)
 
 
 def get(identifier, **kwargs):
@@ -141,3 +200,4 @@ def get(identifier, **kwargs):
         "`get`: expected a registered name, a layer class, a config dict or a "
         f"layer instance. Received: {identifier!r}"
     )
+

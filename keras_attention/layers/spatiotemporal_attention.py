@@ -3,18 +3,16 @@
 import keras
 from keras import ops
 
-from keras_attention.layers import registry
 from keras_attention.layers.base import _shape_error
 from keras_attention.layers.base import check_mask
-from keras_attention.layers.base import check_positive_int
-from keras_attention.layers.base import check_rate
+from keras_attention.layers.composite_attention import CompositeAttention
 from keras_attention.layers.registry import register_attention
 
 MODES = ("joint", "divided", "factorized")
 
 
 @register_attention("spatiotemporal", swappable=False)
-class SpatioTemporalAttention(keras.layers.Layer):
+class SpatioTemporalAttention(CompositeAttention):
     """Self-attention over `(batch, T, H, W, C)` or `(batch, T, N, C)` clips.
 
     `T` frames of `N = H * W` tokens each. With `S(.)` attention among the
@@ -81,59 +79,23 @@ class SpatioTemporalAttention(keras.layers.Layer):
           https://arxiv.org/abs/2103.15691) (factorised self-attention).
     """
 
+    MODES = MODES
+
     def __init__(
         self,
         num_heads,
         key_dim,
         mode="divided",
         causal=False,
-        value_dim=None,
-        dropout=0.0,
-        use_bias=True,
-        attention="multi_head",
-        attention_kwargs=None,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        cls = type(self)
-        check_positive_int(cls, "num_heads", num_heads)
-        check_positive_int(cls, "key_dim", key_dim)
-        check_positive_int(cls, "value_dim", value_dim, allow_none=True)
-        check_rate(cls, "dropout", dropout)
-        if mode not in MODES:
-            raise ValueError(
-                f"{cls.__name__}: `mode` must be one of {MODES}. Received: "
-                f"mode={mode!r}"
-            )
+        super().__init__(num_heads, key_dim, mode, **kwargs)
         if not isinstance(causal, bool):
             raise ValueError(
-                f"{cls.__name__}: `causal` must be a bool. Received: causal={causal!r}"
+                f"{type(self).__name__}: `causal` must be a bool. Received: "
+                f"causal={causal!r}"
             )
-        if not isinstance(attention, str) or registry.get_class(attention) is None:
-            raise ValueError(
-                f"{cls.__name__}: `attention` must be a registered attention "
-                f"variant, one of {registry.available()}. Received: "
-                f"attention={attention!r}"
-            )
-        if attention_kwargs is not None and not isinstance(attention_kwargs, dict):
-            raise ValueError(
-                f"{cls.__name__}: `attention_kwargs` must be a dict or None. "
-                f"Received: attention_kwargs={attention_kwargs!r}"
-            )
-        self.num_heads = num_heads
-        self.key_dim = key_dim
-        self.mode = mode
         self.causal = causal
-        self.value_dim = value_dim
-        self.dropout = dropout
-        self.use_bias = use_bias
-        self.attention = attention
-        self.attention_kwargs = dict(attention_kwargs or {})
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.supports_masking = True
 
     # ------------------------------------------------------------------
     def _check(self, shape):
@@ -159,26 +121,7 @@ class SpatioTemporalAttention(keras.layers.Layer):
         return frames, tokens, channels
 
     def _inner(self, name, length, channels):
-        kwargs = {
-            **registry.length_defaults(self.attention, length),
-            **self.attention_kwargs,
-        }
-        layer = registry.get_class(self.attention)(
-            num_heads=self.num_heads,
-            key_dim=self.key_dim,
-            value_dim=self.value_dim,
-            dropout=self.dropout,
-            use_bias=self.use_bias,
-            kernel_initializer=keras.initializers.get(
-                keras.initializers.serialize(self.kernel_initializer)
-            ),
-            bias_initializer=keras.initializers.get(
-                keras.initializers.serialize(self.bias_initializer)
-            ),
-            dtype=self.dtype_policy,
-            name=name,
-            **kwargs,
-        )
+        layer = self.inner(name, length)
         layer.build((None, length, channels), (None, length, channels))
         return layer
 
@@ -302,19 +245,5 @@ class SpatioTemporalAttention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "num_heads": self.num_heads,
-                "key_dim": self.key_dim,
-                "mode": self.mode,
-                "causal": self.causal,
-                "value_dim": self.value_dim,
-                "dropout": self.dropout,
-                "use_bias": self.use_bias,
-                "attention": self.attention,
-                "attention_kwargs": self.attention_kwargs or None,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            }
-        )
+        config["causal"] = self.causal
         return config

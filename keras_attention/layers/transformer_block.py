@@ -16,6 +16,7 @@ from keras.src.backend.common.masking import get_keras_mask
 from keras.src.backend.common.masking import set_keras_mask
 
 from keras_attention.layers import registry
+from keras_attention.layers.registry import accepts as _accepts
 from keras_attention.layers.base import _shape_error
 from keras_attention.layers.base import check_mask
 from keras_attention.layers.feed_forward import FeedForward
@@ -29,26 +30,6 @@ _PRIMITIVES = (type(None), bool, int, float, str)
 
 def _fail(layer, argument, expected, received):
     return _shape_error(layer, argument, expected, received)
-
-
-def _accepts(cls, parameter):
-    """Whether `cls(...)` accepts the keyword `parameter`.
-
-    Follows `**kwargs` up the class hierarchy (a subclass that forwards
-    `**kwargs` to `BaseAttention` accepts `key_dim`), stopping at
-    `keras.layers.Layer`, whose `**kwargs` take only base arguments.
-    """
-    for klass in cls.__mro__:
-        if klass in (keras.layers.Layer, object):
-            return False
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters
-        if parameter in params:
-            return True
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            return False
-    return False
 
 
 def _call_parameters(layer):

@@ -106,8 +106,7 @@ def attention_arguments(builder, attention, attention_kwargs, sequence_length):
                 f"{registry.available()}",
                 f"attention={attention!r}",
             )
-        for key, value in registry.length_defaults(attention, sequence_length).items():
-            kwargs.setdefault(key, value)
+        kwargs.update(registry.length_defaults(attention, sequence_length, kwargs))
     return attention, kwargs or None
 
 
