@@ -1,0 +1,14 @@
+"""Input pipelines (tensorflow-datasets) and the embedded generated datasets.
+
+Importing this module registers the generated datasets with tfds, so
+`tfds.load("listops")` works offline.
+"""
+
+from keras_attention.data.listops import Listops
+from keras_attention.data.listops import ListopsConfig
+from keras_attention.data.listops import decode_listops
+from keras_attention.data.listops import encode_listops
+from keras_attention.data.listops import evaluate_listops
+from keras_attention.data.listops import generate_listops
+from keras_attention.data.listops import listops_vocabulary
+from keras_attention.data.listops import load_listops
