@@ -1,11 +1,8 @@
-"""The `keras-attention` command line.
-
-`keras-attention demo` trains a small attention model on a generated
+"""`keras-attention demo`: trains a small attention model on a generated
 retrieval task (no download), compiled with XLA, then saves it as `.keras`,
 reloads it and checks that the reloaded model predicts the same.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -34,6 +31,12 @@ def _retrieval_data(num_examples, length, vocabulary, num_classes, seed):
 
 
 def _demo(args):
+    from keras_attention.cli.options import UsageError
+    from keras_attention.cli.options import check_attention
+
+    check_attention(args.attention)
+    if args.dim % args.heads:
+        raise UsageError("--dim must be divisible by --heads")
     import keras
     import numpy as np
 
@@ -119,12 +122,7 @@ def _demo(args):
     return 0
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="keras-attention",
-        description="Attention layers and models for Keras 3.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def add_parser(sub):
     demo = sub.add_parser(
         "demo",
         help="train a small attention model on a generated task (no download)",
@@ -144,19 +142,4 @@ def build_parser():
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--output", default="runs/demo", help="output folder")
     demo.set_defaults(handler=_demo)
-    return parser
-
-
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    if getattr(args, "dim", 1) % max(getattr(args, "heads", 1), 1):
-        parser.error("--dim must be divisible by --heads")
-    return args.handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return demo

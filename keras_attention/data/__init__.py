@@ -10,5 +10,6 @@ from keras_attention.data.listops import decode_listops
 from keras_attention.data.listops import encode_listops
 from keras_attention.data.listops import evaluate_listops
 from keras_attention.data.listops import generate_listops
+from keras_attention.data.listops import listops_config
 from keras_attention.data.listops import listops_vocabulary
 from keras_attention.data.listops import load_listops

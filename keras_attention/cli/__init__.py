@@ -1,0 +1,61 @@
+"""The `keras-attention` command line.
+
+Subcommands: `fit`, `evaluate`, `predict`, `export`, `compare`, `list`,
+`demo`. Every one has `--help`. Exit codes: 0 success, 1 failure (a check
+did not pass, a conversion was impossible), 2 bad usage, 130 interrupted
+(`fit` resumes when re-run).
+"""
+
+import argparse
+import sys
+
+from keras_attention.cli import compare
+from keras_attention.cli import demo
+from keras_attention.cli import evaluate
+from keras_attention.cli import export
+from keras_attention.cli import fit
+from keras_attention.cli import listing
+from keras_attention.cli import predict
+from keras_attention.cli.options import UsageError
+from keras_attention.cli.options import add_data_arguments
+from keras_attention.cli.options import add_model_arguments
+from keras_attention.cli.options import add_training_arguments
+
+USAGE_ERROR = 2
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-attention",
+        description=(
+            "Attention layers and models for Keras 3: train, compare, "
+            "evaluate, export. Run `keras-attention fit` to train on the "
+            "embedded ListOps task (generated locally, nothing downloaded)."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    fit.add_parser(sub, add_data_arguments, add_model_arguments, add_training_arguments)
+    compare.add_parser(sub, add_data_arguments, add_model_arguments, add_training_arguments)
+    evaluate.add_parser(sub)
+    predict.add_parser(sub)
+    export.add_parser(sub)
+    listing.add_parser(sub)
+    demo.add_parser(sub)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return USAGE_ERROR
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"keras-attention {args.command}: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

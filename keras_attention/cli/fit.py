@@ -1,0 +1,249 @@
+"""`keras-attention fit`: train, evaluate, save, export, draw attention maps.
+
+Writes into `--output`:
+
+- `model.keras`: the trained model (loads without `custom_objects`);
+- `export/`: a SavedModel (`tf.saved_model.load(...).serve(x)`);
+- `metrics.json`: test metrics, trivial baselines, parameters, time,
+  steps/s, peak memory, and the run's settings (`evaluate`/`predict` read
+  them);
+- `history.csv`: per-epoch training and validation metrics;
+- `attention/*.png`: attention maps of a few test examples;
+- `backup/` while training: the resumable checkpoint. Interrupting
+  (Ctrl-C, SIGTERM) and re-running the same command resumes from the last
+  finished epoch; the folder is removed when training completes.
+"""
+
+import json
+import os
+import resource
+import signal
+import sys
+import time
+
+from keras_attention.cli.options import UsageError
+from keras_attention.cli.options import check_attention
+from keras_attention.cli.options import model_options
+from keras_attention.cli.options import parse_json
+
+INTERRUPTED = 130
+
+
+def add_parser(sub, add_data, add_model, add_training):
+    parser = sub.add_parser(
+        "fit",
+        help="train a model on a task (default: the embedded ListOps)",
+        description=(
+            "Build the task's model with the chosen attention, train it with "
+            "XLA (jit_compile=True), evaluate it on the test split, and write "
+            "model.keras, export/ (SavedModel), metrics.json, history.csv and "
+            "attention maps into --output. Interrupt it (Ctrl-C) and re-run "
+            "the same command to resume."
+        ),
+    )
+    add_data(parser)
+    parser.add_argument("--attention", default="multi_head", help="registered attention variant (see `keras-attention list`)")
+    add_model(parser)
+    add_training(parser)
+    parser.add_argument("--output", default=None, help="output folder (default runs/<task>-<attention>)")
+    parser.add_argument("--maps", type=int, default=2, help="test examples to draw attention maps for (0: none)")
+    parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def peak_memory_mib():
+    """Peak resident memory of this process so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+
+
+def _throughput_callback():
+    """A callback measuring training steps per second, leaving out the
+    first (compiling) epoch when there are later ones."""
+    import keras
+
+    class Throughput(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start, self.steps = time.perf_counter(), 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs.append((self.steps, time.perf_counter() - self.start))
+
+        def steps_per_second(self):
+            timed = self.epochs[1:] or self.epochs
+            seconds = sum(t for _, t in timed)
+            return sum(s for s, _ in timed) / seconds if seconds else None
+
+    return Throughput()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _attention_maps(model, task, data, count, folder):
+    """Draws the attention maps of `count` test examples; returns paths."""
+    from keras_attention import viz
+
+    if count <= 0:
+        return []
+    inputs, _ = next(iter(data.test.take(1)))
+    inputs = _slice(inputs, count)
+    maps = viz.attention_weights(model, inputs)
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for name, weights in maps.items():
+        if weights.ndim != 4:
+            continue
+        for i in range(min(count, weights.shape[0])):
+            labels = task.token_labels(_slice(inputs, i, i + 1), data)
+            path = os.path.join(folder, f"example{i}_{name.replace('/', '_')}.png")
+            viz.plot_attention(
+                weights[i],
+                tokens=labels if labels and len(labels) == weights.shape[2] else None,
+                key_tokens=labels if labels and len(labels) == weights.shape[3] else None,
+                title=f"{name}, test example {i}",
+                path=path,
+            )
+            paths.append(path)
+    return paths
+
+
+def _slice(inputs, start, stop=None):
+    import tensorflow as tf
+
+    if stop is None:
+        start, stop = 0, start
+    return tf.nest.map_structure(lambda t: t[start:stop], inputs)
+
+
+def load_run(output):
+    """The settings a finished `fit` left in `output/metrics.json`."""
+    path = os.path.join(output, "metrics.json")
+    if not os.path.exists(path):
+        raise UsageError(
+            f"{path} not found: point --model at a `fit` output folder or its "
+            "model.keras"
+        )
+    with open(path) as f:
+        return json.load(f)
+
+
+def train(args, log=print):
+    """Runs `fit`; returns the metrics dict (raises KeyboardInterrupt)."""
+    import keras
+
+    from keras_attention.tasks import get_task
+
+    check_attention(args.attention)
+    attention_kwargs = parse_json("--attention-kwargs", args.attention_kwargs)
+    task = get_task(args.task)
+    options = task.options(model_options(args))
+    dataset = args.dataset or task.default_dataset
+    output = args.output or os.path.join("runs", f"{args.task}-{args.attention}")
+    os.makedirs(output, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+
+    log(f"[keras-attention] task {task.name!r} on {dataset!r}: loading data")
+    data = task.load(dataset, args.data_dir, options)
+    model = task.build(data, args.attention, attention_kwargs, options)
+    parameters = model.count_params()
+    baselines = task.baselines(data)
+    log(
+        f"[keras-attention] {args.attention!r} attention, {parameters:,} "
+        f"parameters; training {options['epochs']} epoch(s) with XLA"
+        + "".join(f"; {k} {v:.4f}" for k, v in baselines.items())
+    )
+
+    backup = os.path.join(output, "backup")
+    resuming = os.path.isdir(backup)
+    if resuming:
+        log(f"[keras-attention] resuming from the checkpoint in {backup}")
+    throughput = _throughput_callback()
+    callbacks = [
+        keras.callbacks.BackupAndRestore(backup, delete_checkpoint=True),
+        keras.callbacks.CSVLogger(os.path.join(output, "history.csv"), append=resuming),
+        throughput,
+    ]
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    start = time.perf_counter()
+    try:
+        model.fit(
+            data.train,
+            validation_data=data.validation,
+            epochs=options["epochs"],
+            steps_per_epoch=options.get("steps"),
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    train_seconds = time.perf_counter() - start
+
+    results = model.evaluate(data.test, return_dict=True, verbose=0)
+    model_path = os.path.join(output, "model.keras")
+    model.save(model_path)
+    export_path = None
+    if not args.no_export:
+        export_path = os.path.join(output, "export")
+        model.export(export_path, verbose=False)
+    if data.vocabulary is not None:
+        with open(os.path.join(output, "vocabulary.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(data.vocabulary))
+    maps = _attention_maps(model, task, data, args.maps, os.path.join(output, "attention"))
+    metrics = {
+        "task": task.name,
+        "dataset": dataset,
+        "data_dir": args.data_dir,
+        "attention": args.attention,
+        "attention_kwargs": attention_kwargs,
+        "options": options,
+        "test": {k: round(float(v), 4) for k, v in results.items()},
+        "baselines": {k: round(float(v), 4) for k, v in baselines.items()},
+        "parameters": int(parameters),
+        "train_seconds": round(train_seconds, 1),
+        "steps_per_second": _round(throughput.steps_per_second()),
+        "peak_memory_mib": round(peak_memory_mib(), 1),
+        "resumed": resuming,
+        "model": model_path,
+        "export": export_path,
+        "attention_maps": maps,
+    }
+    with open(os.path.join(output, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    return metrics
+
+
+def _round(value, digits=2):
+    return None if value is None else round(value, digits)
+
+
+def run(args):
+    try:
+        metrics = train(args)
+    except KeyboardInterrupt:
+        output = args.output or os.path.join("runs", f"{args.task}-{args.attention}")
+        print(
+            "\n[keras-attention] interrupted. The last finished epoch is saved in "
+            f"{os.path.join(output, 'backup')}; re-run the same command to resume.",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+    test = ", ".join(f"{k} {v}" for k, v in metrics["test"].items())
+    base = ", ".join(f"{k} {v}" for k, v in metrics["baselines"].items())
+    print(f"[keras-attention] test: {test}" + (f" (baselines: {base})" if base else ""))
+    print(
+        f"[keras-attention] wrote {metrics['model']}"
+        + (f", {metrics['export']}/" if metrics["export"] else "")
+        + f", metrics.json, history.csv and {len(metrics['attention_maps'])} attention map(s)"
+        f" in {os.path.dirname(metrics['model'])}"
+    )
+    return 0

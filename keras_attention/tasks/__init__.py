@@ -1,0 +1,9 @@
+"""Tasks by name: the data, the builder and the reading of inputs/outputs
+that `keras-attention fit --task NAME` and the tuner share."""
+
+from keras_attention.tasks.base import Task
+from keras_attention.tasks.base import TaskData
+from keras_attention.tasks.base import available_tasks
+from keras_attention.tasks.base import get_task
+from keras_attention.tasks.base import register_task
+from keras_attention.tasks import listops as _listops  # noqa: F401  (registers the task)

@@ -1,0 +1,58 @@
+"""Command-line usage: help, list, exit codes and clear errors."""
+
+import pytest
+
+from cli_runner import run_cli
+
+SUBCOMMANDS = ["fit", "compare", "evaluate", "predict", "export", "list", "demo"]
+
+
+def test_help_lists_every_subcommand():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_subcommand_has_help(name):
+    result = run_cli(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage: keras-attention " + name in result.stdout
+
+
+def test_no_command_prints_help_and_exits_2():
+    result = run_cli()
+    assert result.returncode == 2
+    assert "COMMAND" in result.stdout
+
+
+def test_list_shows_variants_and_tasks():
+    result = run_cli("list")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for name in ["multi_head", "linear", "low_rank", "regional", "sparse"]:
+        assert any(line.split()[0] == name for line in lines if line.startswith("  "))
+    assert any(line.strip().startswith("listops") for line in lines)
+
+
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        (["fit", "--attention", "nope"], "unknown attention 'nope'. Expected one of: additive"),
+        (["fit", "--task", "nope"], "invalid choice"),
+        (["fit", "--epochs", "0"], "--epochs must be positive"),
+        (["fit", "--dropout", "1.5"], "--dropout must be in [0, 1)"),
+        (["fit", "--attention-kwargs", "{bad"], "--attention-kwargs must be a JSON object"),
+        (["fit", "--option", "novalue"], "--option takes KEY=VALUE"),
+        (["compare", "--attention", "multi_head", "nope"], "unknown attention 'nope'"),
+        (["evaluate", "--model", "/nonexistent/run"], "no model at"),
+        (["predict", "--model", "/nonexistent/run", "x"], "no model at"),
+        (["export", "--model", "/nonexistent/m.keras", "--output", "x"], "no model at"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_clear_message(arguments, message, tmp_path):
+    result = run_cli(*arguments, cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
