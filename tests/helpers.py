@@ -73,3 +73,19 @@ def assert_export_roundtrip(model, inputs, tmp_path, atol=1e-5):
     assert len(got) == len(expected), json.dumps([g.shape for g in got])
     for e, g in zip(expected, got):
         np.testing.assert_allclose(g, e, atol=atol, rtol=1e-5)
+
+
+def shared_tfds(name=None):
+    """The prepared tfds data_dir (`$KERAS_ATTENTION_DATA_DIR`, else
+    `../shared/tfds` beside the repository); skips the test when it (or
+    dataset `name` in it) is absent."""
+    import pytest
+
+    root = os.environ.get("KERAS_ATTENTION_DATA_DIR") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        "shared",
+        "tfds",
+    )
+    if not os.path.isdir(root) or (name and not os.path.isdir(os.path.join(root, name))):
+        pytest.skip(f"prepared tfds data not found at {root} (set KERAS_ATTENTION_DATA_DIR)")
+    return root

@@ -8,6 +8,7 @@ did not pass, a conversion was impossible), 2 bad usage, 130 interrupted
 
 import argparse
 import sys
+import warnings
 
 from keras_attention.cli import compare
 from keras_attention.cli import demo
@@ -50,6 +51,9 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return USAGE_ERROR
+    # tf.data pipelines are shuffled already; Keras warns about its own
+    # `shuffle=True` default on every fit.
+    warnings.filterwarnings("ignore", message=r".*`shuffle=True` was passed.*")
     try:
         return args.handler(args)
     except UsageError as error:

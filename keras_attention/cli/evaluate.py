@@ -43,7 +43,8 @@ def run(args):
     data_dir = args.data_dir or run_settings.get("data_dir")
     data = task.load(dataset, data_dir, options)
     model = saved_run.load_model(path)
-    results = model.evaluate(data.test, return_dict=True, verbose=0)
+    test = data.raw_test if data.preprocessor is not None else data.test
+    results = model.evaluate(test, return_dict=True, verbose=0)
     report = {
         "model": path,
         "task": task.name,

@@ -21,7 +21,6 @@ import signal
 import sys
 import time
 
-from keras_attention.cli.options import UsageError
 from keras_attention.cli.options import check_attention
 from keras_attention.cli.options import model_options
 from keras_attention.cli.options import parse_json
@@ -125,18 +124,6 @@ def _slice(inputs, start, stop=None):
     return tf.nest.map_structure(lambda t: t[start:stop], inputs)
 
 
-def load_run(output):
-    """The settings a finished `fit` left in `output/metrics.json`."""
-    path = os.path.join(output, "metrics.json")
-    if not os.path.exists(path):
-        raise UsageError(
-            f"{path} not found: point --model at a `fit` output folder or its "
-            "model.keras"
-        )
-    with open(path) as f:
-        return json.load(f)
-
-
 def train(args, log=print):
     """Runs `fit`; returns the metrics dict (raises KeyboardInterrupt)."""
     import keras
@@ -189,12 +176,19 @@ def train(args, log=print):
     train_seconds = time.perf_counter() - start
 
     results = model.evaluate(data.test, return_dict=True, verbose=0)
+    saved = model
+    if data.preprocessor is not None:
+        from keras_attention.models import with_preprocessing
+
+        saved = with_preprocessing(model, data.preprocessor)
+        # Preprocessing such as TextVectorization does not compile with XLA.
+        saved.compile(loss=task.loss(), metrics=task.metrics(), jit_compile=False)
     model_path = os.path.join(output, "model.keras")
-    model.save(model_path)
+    saved.save(model_path)
     export_path = None
     if not args.no_export:
         export_path = os.path.join(output, "export")
-        model.export(export_path, verbose=False)
+        saved.export(export_path, verbose=False)
     if data.vocabulary is not None:
         with open(os.path.join(output, "vocabulary.txt"), "w", encoding="utf-8") as f:
             f.write("\n".join(data.vocabulary))

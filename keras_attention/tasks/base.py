@@ -23,6 +23,11 @@ class TaskData:
             `majority_accuracy`).
         vocabulary: optional list of token strings (id -> string), used to
             label attention maps and to parse `predict` inputs.
+        preprocessor: optional layer mapping raw inputs (e.g. strings) to
+            the model's inputs; `fit` then saves and exports the model with
+            it in front, so the saved model takes raw inputs.
+        raw_test: with a `preprocessor`, the test split as raw inputs (what
+            the saved model is evaluated on).
     """
 
     train: object
@@ -30,6 +35,8 @@ class TaskData:
     test: object
     info: dict
     vocabulary: list = None
+    preprocessor: object = None
+    raw_test: object = None
 
 
 class Task:
@@ -63,6 +70,18 @@ class Task:
     def build(self, data, attention, attention_kwargs, options):
         """Returns the compiled (`jit_compile=True`) model."""
         raise NotImplementedError
+
+    def loss(self):
+        """The training loss (for models compiled outside `build`)."""
+        import keras
+
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def metrics(self):
+        """The metrics (for models compiled outside `build`)."""
+        import keras
+
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def baselines(self, data):
         """Trivial baselines as a dict (e.g. majority-class accuracy)."""

@@ -1,0 +1,120 @@
+"""The `text` task: tfds text classification + `text_classifier`."""
+
+import numpy as np
+
+from keras_attention.tasks.base import Task
+from keras_attention.tasks.base import TaskData
+from keras_attention.tasks.base import register_task
+
+
+@register_task
+class TextTask(Task):
+    """Text classification on a tensorflow-datasets dataset (default
+    `glue/sst2`), words (and optionally n-grams) from a `TextVectorization`
+    adapted on the training split. The saved and exported model takes raw
+    strings.
+
+    Options: `sequence_length`, `vocabulary_size`, `ngrams`, `text_key`,
+    `label_key`, `train_split`, `validation_split`, `test_split`, and the
+    `text_classifier` sizes, `epochs`, `steps`, `batch_size`,
+    `learning_rate`, `warmup_steps`.
+    """
+
+    name = "text"
+    description = "text classification (tfds, e.g. glue/sst2, imdb_reviews, ag_news_subset); raw strings in"
+    default_dataset = "glue/sst2"
+    defaults = {
+        "sequence_length": 48,
+        "vocabulary_size": 20000,
+        "ngrams": None,
+        "text_key": None,
+        "label_key": "label",
+        "train_split": "train",
+        "validation_split": "validation",
+        "test_split": None,
+        "hidden_dim": 128,
+        "num_layers": 2,
+        "num_heads": 4,
+        "intermediate_dim": 256,
+        "dropout": 0.1,
+        "pooling": "attention",
+        "epochs": 3,
+        "steps": None,
+        "batch_size": 64,
+        "learning_rate": 1e-3,
+        "warmup_steps": 200,
+    }
+
+    def load(self, dataset, data_dir, options):
+        from keras_attention.data.text import text_classification_data
+
+        data = text_classification_data(
+            dataset,
+            data_dir=data_dir,
+            text_key=options["text_key"],
+            label_key=options["label_key"],
+            train_split=options["train_split"],
+            validation_split=options["validation_split"],
+            test_split=options["test_split"],
+            sequence_length=options["sequence_length"],
+            vocabulary_size=options["vocabulary_size"],
+            ngrams=options["ngrams"],
+            batch_size=options["batch_size"],
+        )
+        test = data.test if data.test is not None else data.validation
+        return TaskData(
+            train=data.train,
+            validation=data.validation,
+            test=test,
+            info={
+                "num_classes": data.num_classes,
+                "vocabulary_size": len(data.vocabulary),
+                "sequence_length": data.sequence_length,
+                "majority_accuracy": data.majority_accuracy,
+                "train_batches": int(data.train.cardinality()),
+                "label_names": data.label_names,
+            },
+            vocabulary=data.vocabulary,
+            preprocessor=data.vectorizer,
+            raw_test=data.raw_evaluation,
+        )
+
+    def build(self, data, attention, attention_kwargs, options):
+        from keras_attention.models import compile_classifier
+        from keras_attention.models import text_classifier
+
+        info = data.info
+        model = text_classifier(
+            info["vocabulary_size"],
+            info["num_classes"],
+            info["sequence_length"],
+            hidden_dim=options["hidden_dim"],
+            num_layers=options["num_layers"],
+            num_heads=options["num_heads"],
+            intermediate_dim=options["intermediate_dim"],
+            dropout=options["dropout"],
+            attention=attention,
+            attention_kwargs=attention_kwargs,
+            pooling=options["pooling"],
+            name=f"text_{attention}",
+        )
+        steps = options["steps"] or info["train_batches"]
+        return compile_classifier(
+            model,
+            learning_rate=options["learning_rate"],
+            warmup_steps=options["warmup_steps"],
+            decay_steps=max(1, steps * options["epochs"] - options["warmup_steps"]),
+        )
+
+    def baselines(self, data):
+        return {"majority_class_accuracy": data.info["majority_accuracy"]}
+
+    def encode(self, texts, options, vocabulary):
+        return np.array(texts, dtype=object)
+
+    def decode(self, outputs, options, vocabulary):
+        return [str(int(i)) for i in np.argmax(outputs, axis=-1)]
+
+    def token_labels(self, inputs, data):
+        ids = np.asarray(inputs)[0]
+        return [data.vocabulary[int(i)] if i else "" for i in ids]
