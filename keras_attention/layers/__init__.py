@@ -35,3 +35,5 @@ from keras_attention.layers.dynamic_attention import DynamicAttention
 from keras_attention.layers.dice import Dice
 from keras_attention.layers.spatiotemporal_attention import SpatioTemporalAttention
 from keras_attention.layers.multimodal_attention import MultiModalAttention
+from keras_attention.layers.class_token import ClassToken
+from keras_attention.layers.random_shift import RandomShift

@@ -4,3 +4,4 @@ from keras_attention.models.common import compile_model
 from keras_attention.models.text_classifier import compile_classifier
 from keras_attention.models.text_classifier import text_classifier
 from keras_attention.models.text_classifier import with_preprocessing
+from keras_attention.models.image_classifier import image_classifier

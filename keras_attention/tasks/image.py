@@ -1,0 +1,103 @@
+"""The `image` task: tfds image classification + `image_classifier`."""
+
+import numpy as np
+
+from keras_attention.tasks.base import Task
+from keras_attention.tasks.base import TaskData
+from keras_attention.tasks.base import register_task
+
+
+@register_task
+class ImageTask(Task):
+    """Image classification on a tensorflow-datasets dataset (default
+    `mnist`) with a ViT (`image_classifier`).
+
+    Options: `image_size` (`[height, width]`), `patch_size`, `conv_stem`,
+    `conv_attention`, `pooling`, `augmentation`, the encoder sizes,
+    `epochs`, `steps`, `batch_size`, `learning_rate`, `warmup_steps`,
+    `train_split`, `test_split`.
+    """
+
+    name = "image"
+    description = "image classification (tfds, e.g. mnist, fashion_mnist, cifar10) with a ViT"
+    default_dataset = "mnist"
+    defaults = {
+        "image_size": None,
+        "train_split": "train",
+        "test_split": "test",
+        "patch_size": 4,
+        "conv_stem": True,
+        "conv_attention": None,
+        "pooling": "attention",
+        "augmentation": True,
+        "hidden_dim": 64,
+        "num_layers": 4,
+        "num_heads": 4,
+        "intermediate_dim": 128,
+        "dropout": 0.1,
+        "epochs": 5,
+        "steps": None,
+        "batch_size": 128,
+        "learning_rate": 2e-3,
+        "warmup_steps": 200,
+    }
+
+    def load(self, dataset, data_dir, options):
+        from keras_attention.data.vision import image_classification_data
+
+        data = image_classification_data(
+            dataset,
+            data_dir=data_dir,
+            train_split=options["train_split"],
+            test_split=options["test_split"],
+            image_size=options["image_size"],
+            batch_size=options["batch_size"],
+        )
+        return TaskData(
+            train=data.train,
+            validation=None,
+            test=data.test,
+            info={
+                "num_classes": data.num_classes,
+                "image_shape": data.image_shape,
+                "majority_accuracy": data.majority_accuracy,
+                "train_batches": int(data.train.cardinality()),
+                "label_names": data.label_names,
+            },
+        )
+
+    def build(self, data, attention, attention_kwargs, options):
+        from keras_attention.models import compile_classifier
+        from keras_attention.models import image_classifier
+
+        info = data.info
+        model = image_classifier(
+            tuple(info["image_shape"]),
+            info["num_classes"],
+            patch_size=options["patch_size"],
+            hidden_dim=options["hidden_dim"],
+            num_layers=options["num_layers"],
+            num_heads=options["num_heads"],
+            intermediate_dim=options["intermediate_dim"],
+            dropout=options["dropout"],
+            attention=attention,
+            attention_kwargs=attention_kwargs,
+            conv_stem=options["conv_stem"],
+            conv_attention=options["conv_attention"],
+            pooling=options["pooling"],
+            augmentation=options["augmentation"],
+            name=f"image_{attention}",
+        )
+        steps = options["steps"] or info["train_batches"]
+        return compile_classifier(
+            model,
+            learning_rate=options["learning_rate"],
+            warmup_steps=options["warmup_steps"],
+            decay_steps=max(1, steps * options["epochs"] - options["warmup_steps"]),
+        )
+
+    def baselines(self, data):
+        return {"majority_class_accuracy": data.info["majority_accuracy"]}
+
+    def decode(self, outputs, options, vocabulary):
+        return [str(int(i)) for i in np.argmax(outputs, axis=-1)]
