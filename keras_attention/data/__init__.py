@@ -15,3 +15,4 @@ from keras_attention.data.listops import listops_vocabulary
 from keras_attention.data.listops import load_listops
 from keras_attention.data.text import text_classification_data
 from keras_attention.data.vision import image_classification_data
+from keras_attention.data.audio import spoken_digit_data

@@ -5,3 +5,4 @@ from keras_attention.models.text_classifier import compile_classifier
 from keras_attention.models.text_classifier import text_classifier
 from keras_attention.models.text_classifier import with_preprocessing
 from keras_attention.models.image_classifier import image_classifier
+from keras_attention.models.audio_classifier import audio_classifier

@@ -52,7 +52,8 @@ def image_classifier(
             sizes (`intermediate_dim` defaults to `2 * hidden_dim`).
         attention, attention_kwargs: the attention variant (see
             `keras_attention.layers.available()`).
-        conv_stem: bool, the convolutional stem before patching.
+        conv_stem: bool, the convolutional stem before patching (a stride-2
+            and a stride-1 3x3 convolution; `patch_size` must then be even).
         conv_attention: `None`, `"channel"` (squeeze-and-excitation) or
             `"cbam"` in the stem.
         pooling: `"attention"`, `"mean"` or `"class_token"`.
@@ -98,6 +99,11 @@ def image_classifier(
     common.check_heads(BUILDER, hidden_dim, num_heads)
     common.check_choice(BUILDER, "pooling", pooling, POOLINGS)
     common.check_choice(BUILDER, "conv_attention", conv_attention, CONV_ATTENTION)
+    if conv_stem and patch_size % 2:
+        raise common._fail(
+            BUILDER, "patch_size", "must be even with conv_stem=True (the stem halves the resolution)",
+            f"patch_size={patch_size}",
+        )
     if conv_attention is not None and not conv_stem:
         raise common._fail(
             BUILDER, "conv_attention", "needs conv_stem=True", f"conv_attention={conv_attention!r}"
@@ -107,16 +113,22 @@ def image_classifier(
     x = keras.layers.Rescaling(1.0 / 255, name="rescaling")(images)
     if augmentation:
         x = RandomShift(max(1, round(0.1 * min(height, width))), name="random_shift")(x)
+    patch_stride = patch_size
     if conv_stem:
+        # The stem halves the resolution, so patches are `patch_size // 2`
+        # stem pixels wide: `patch_size` image pixels either way.
+        patch_stride = patch_size // 2
         for i, filters in enumerate((hidden_dim // 2, hidden_dim)):
-            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"stem_conv_{i}")(x)
+            x = keras.layers.Conv2D(
+                filters, 3, strides=2 - i, padding="same", use_bias=False, name=f"stem_conv_{i}"
+            )(x)
             x = keras.layers.BatchNormalization(name=f"stem_norm_{i}")(x)
             x = keras.layers.Activation("gelu", name=f"stem_gelu_{i}")(x)
         if conv_attention == "channel":
             x = ChannelAttention(reduction=4, name="stem_attention")(x)
         elif conv_attention == "cbam":
             x = CBAM(reduction=4, name="stem_attention")(x)
-    x = keras.layers.Conv2D(hidden_dim, patch_size, strides=patch_size, name="patch_embedding")(x)
+    x = keras.layers.Conv2D(hidden_dim, patch_stride, strides=patch_stride, name="patch_embedding")(x)
     patches = (height // patch_size) * (width // patch_size)
     x = keras.layers.Reshape((patches, hidden_dim), name="patches")(x)
     x = x + PositionEmbedding(patches, name="position_embedding")(x)

@@ -9,3 +9,4 @@ from keras_attention.tasks.base import register_task
 from keras_attention.tasks import listops as _listops  # noqa: F401  (registers the task)
 from keras_attention.tasks import text as _text  # noqa: F401  (registers the task)
 from keras_attention.tasks import image as _image  # noqa: F401  (registers the task)
+from keras_attention.tasks import audio as _audio  # noqa: F401  (registers the task)

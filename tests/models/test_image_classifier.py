@@ -52,6 +52,7 @@ def test_on_mock_tfds_pipelines():
     [
         ({"image_shape": (8, 8)}, "image_shape"),
         ({"patch_size": 3}, "patch_size.*must divide"),
+        ({"image_shape": (9, 9, 1), "patch_size": 3}, "patch_size.*must be even"),
         ({"num_classes": 1}, "num_classes"),
         ({"pooling": "max"}, "pooling"),
         ({"conv_attention": "se"}, "conv_attention"),

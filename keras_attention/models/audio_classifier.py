@@ -1,0 +1,119 @@
+"""`audio_classifier`: raw waveforms -> class logits with any attention."""
+
+import keras
+from keras import ops
+
+from keras_attention.layers.position_embedding import PositionEmbedding
+from keras_attention.models import common
+from keras_attention.models.text_classifier import pool_sequence
+
+BUILDER = "audio_classifier"
+
+
+def audio_classifier(
+    num_samples,
+    num_classes,
+    sample_rate=8000,
+    num_mel_bins=64,
+    frame_length=None,
+    frame_step=None,
+    hidden_dim=64,
+    num_layers=2,
+    num_heads=4,
+    intermediate_dim=None,
+    dropout=0.1,
+    attention="multi_head",
+    attention_kwargs=None,
+    pooling="attention",
+    name=BUILDER,
+):
+    """A transformer over log-mel frames; the front end is inside the model.
+
+    The model takes float waveforms `(batch, num_samples)` (any scale):
+    each is divided by its peak amplitude, turned into a log-mel
+    spectrogram (`keras.layers.MelSpectrogram`, `power_to_db`), normalised
+    per mel band, embedded frame by frame (`Dense` + learned positions),
+    encoded by `num_layers` transformer blocks with the chosen attention
+    variant and pooled (attention pooling by default) into logits.
+
+    Args:
+        num_samples: int, samples per waveform (pad or crop to it; see
+            `keras_attention.data.audio_classification_data`).
+        num_classes: int >= 2.
+        sample_rate: int, in Hz.
+        num_mel_bins: int, mel bands.
+        frame_length: int, STFT window in samples. Defaults to 25 ms.
+        frame_step: int, hop in samples. Defaults to 10 ms.
+        hidden_dim, num_layers, num_heads, intermediate_dim, dropout: the
+            encoder's sizes (`intermediate_dim` defaults to `2 * hidden_dim`).
+        attention, attention_kwargs: the attention variant.
+        pooling: `"attention"`, `"mean"` or `"first"`.
+        name: model name.
+
+    Returns:
+        An uncompiled functional `keras.Model`.
+
+    Example:
+
+    ```python
+    model = audio_classifier(8000, 10, hidden_dim=32, num_layers=1,
+                             num_heads=2, attention="regional")
+    compile_classifier(model)
+    ```
+
+    Reference:
+        - [Gong et al., 2021, "AST: Audio Spectrogram Transformer"](
+          https://arxiv.org/abs/2104.01778).
+    """
+    common.check_positive_int(BUILDER, "num_samples", num_samples)
+    common.check_positive_int(BUILDER, "sample_rate", sample_rate)
+    common.check_positive_int(BUILDER, "num_mel_bins", num_mel_bins)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise common._fail(BUILDER, "num_classes", "must be an int >= 2", f"num_classes={num_classes!r}")
+    frame_length = frame_length or int(0.025 * sample_rate)
+    frame_step = frame_step or int(0.010 * sample_rate)
+    common.check_positive_int(BUILDER, "frame_length", frame_length)
+    common.check_positive_int(BUILDER, "frame_step", frame_step)
+    if frame_length > num_samples:
+        raise common._fail(
+            BUILDER, "frame_length", f"must be at most num_samples={num_samples}",
+            f"frame_length={frame_length}",
+        )
+    common.check_heads(BUILDER, hidden_dim, num_heads)
+    common.check_choice(BUILDER, "pooling", pooling, ("attention", "mean", "first"))
+    fft_length = 1 << (frame_length - 1).bit_length()
+
+    waves = keras.Input((num_samples,), name="waveform")
+    peak = ops.max(ops.abs(waves), axis=-1, keepdims=True)
+    x = waves / ops.maximum(peak, 1e-6)
+    x = keras.layers.MelSpectrogram(
+        fft_length=fft_length,
+        sequence_stride=frame_step,
+        sequence_length=frame_length,
+        num_mel_bins=num_mel_bins,
+        sampling_rate=sample_rate,
+        power_to_db=True,
+        name="mel_spectrogram",
+    )(x)
+    x = ops.transpose(x, (0, 2, 1))  # (batch, frames, mels)
+    frames = x.shape[1]
+    mean = ops.mean(x, axis=1, keepdims=True)
+    x = (x - mean) / ops.sqrt(ops.var(x, axis=1, keepdims=True) + 1e-5)
+    x = keras.layers.Dense(hidden_dim, name="frame_embedding")(x)
+    x = x + PositionEmbedding(frames, name="position_embedding")(x)
+    x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
+    x = common.encoder_stack(
+        x,
+        builder=BUILDER,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        intermediate_dim=intermediate_dim or 2 * hidden_dim,
+        attention=attention,
+        attention_kwargs=attention_kwargs,
+        dropout=dropout,
+        sequence_length=frames,
+    )
+    x = pool_sequence(x, pooling, num_heads)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(waves, logits, name=name)

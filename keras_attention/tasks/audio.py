@@ -1,0 +1,106 @@
+"""The `audio` task: spoken digits (or speakers) from raw waveforms."""
+
+import numpy as np
+
+from keras_attention.tasks.base import Task
+from keras_attention.tasks.base import TaskData
+from keras_attention.tasks.base import register_task
+
+
+@register_task
+class AudioTask(Task):
+    """Audio classification from raw waveforms with `audio_classifier` on
+    `spoken_digit` (the Free Spoken Digit Dataset).
+
+    Options: `target` (`"digit"` or `"speaker"`), `split` (`"standard"` or
+    `"leave_one_speaker_out"`), `test_speaker`, `num_samples`,
+    `num_mel_bins`, the encoder sizes, `pooling`, `epochs`, `steps`,
+    `batch_size`, `learning_rate`, `warmup_steps`.
+    """
+
+    name = "audio"
+    description = "audio classification from raw waveforms (spoken_digit: digits or speakers)"
+    default_dataset = "spoken_digit"
+    defaults = {
+        "target": "digit",
+        "split": "standard",
+        "test_speaker": None,
+        "num_samples": 8000,
+        "num_mel_bins": 64,
+        "hidden_dim": 64,
+        "num_layers": 2,
+        "num_heads": 4,
+        "intermediate_dim": 128,
+        "dropout": 0.1,
+        "pooling": "attention",
+        "epochs": 20,
+        "steps": None,
+        "batch_size": 32,
+        "learning_rate": 2e-3,
+        "warmup_steps": 100,
+    }
+
+    def load(self, dataset, data_dir, options):
+        from keras_attention.data.audio import spoken_digit_data
+
+        if dataset != "spoken_digit":
+            raise ValueError(
+                f"Task 'audio' reads the 'spoken_digit' layout. Received: dataset={dataset!r}"
+            )
+        data = spoken_digit_data(
+            data_dir=data_dir,
+            target=options["target"],
+            split=options["split"],
+            test_speaker=options["test_speaker"],
+            num_samples=options["num_samples"],
+            batch_size=options["batch_size"],
+        )
+        return TaskData(
+            train=data.train,
+            validation=None,
+            test=data.test,
+            info={
+                "num_classes": data.num_classes,
+                "num_samples": data.num_samples,
+                "sample_rate": data.sample_rate,
+                "majority_accuracy": data.majority_accuracy,
+                "train_batches": int(data.train.cardinality()),
+                "label_names": data.label_names,
+            },
+        )
+
+    def build(self, data, attention, attention_kwargs, options):
+        from keras_attention.models import audio_classifier
+        from keras_attention.models import compile_classifier
+
+        info = data.info
+        model = audio_classifier(
+            info["num_samples"],
+            info["num_classes"],
+            sample_rate=info["sample_rate"],
+            num_mel_bins=options["num_mel_bins"],
+            hidden_dim=options["hidden_dim"],
+            num_layers=options["num_layers"],
+            num_heads=options["num_heads"],
+            intermediate_dim=options["intermediate_dim"],
+            dropout=options["dropout"],
+            attention=attention,
+            attention_kwargs=attention_kwargs,
+            pooling=options["pooling"],
+            name=f"audio_{attention}",
+        )
+        steps = options["steps"] or info["train_batches"]
+        if steps < 0:  # unknown cardinality after filtering
+            steps = 2000 // options["batch_size"]
+        return compile_classifier(
+            model,
+            learning_rate=options["learning_rate"],
+            warmup_steps=options["warmup_steps"],
+            decay_steps=max(1, steps * options["epochs"] - options["warmup_steps"]),
+        )
+
+    def baselines(self, data):
+        return {"majority_class_accuracy": data.info["majority_accuracy"]}
+
+    def decode(self, outputs, options, vocabulary):
+        return [str(int(i)) for i in np.argmax(outputs, axis=-1)]
