@@ -28,7 +28,8 @@ def test_fit_and_evaluate(task, dataset, options, tmp_path):
         metrics = json.load(f)
     assert metrics["dataset"] == dataset and 0 <= metrics["test"]["accuracy"] <= 1
     assert os.path.exists(os.path.join(output, "export", "saved_model.pb"))
-    assert len(os.listdir(os.path.join(output, "attention"))) == 1
+    maps = os.listdir(os.path.join(output, "attention"))
+    assert maps and all(m.startswith("example0_") for m in maps)
     evaluated = run_cli("evaluate", "--model", output)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     report = json.loads(evaluated.stdout[evaluated.stdout.index("{"):])
