@@ -37,3 +37,4 @@ from keras_attention.layers.spatiotemporal_attention import SpatioTemporalAttent
 from keras_attention.layers.multimodal_attention import MultiModalAttention
 from keras_attention.layers.class_token import ClassToken
 from keras_attention.layers.random_shift import RandomShift
+from keras_attention.layers.spec_augment import SpecAugment

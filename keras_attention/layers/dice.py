@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_attention.layers.base import check_rate
+
 
 @keras.saving.register_keras_serializable(package="keras_attention")
 class Dice(keras.layers.Layer):
@@ -46,13 +48,20 @@ class Dice(keras.layers.Layer):
           Prediction"](https://arxiv.org/abs/1706.06978), section 4.3.
     """
 
-    def __init__(self, momentum=0.99, epsilon=1e-8, alpha_initializer="zeros", **kwargs):
+    def __init__(
+        self, momentum=0.99, epsilon=1e-8, alpha_initializer="zeros", **kwargs
+    ):
         super().__init__(**kwargs)
-        name = type(self).__name__
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
-            raise ValueError(f"{name}: `momentum` must be a float in [0, 1). Received: momentum={momentum!r}")
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
-            raise ValueError(f"{name}: `epsilon` must be a positive float. Received: epsilon={epsilon!r}")
+        check_rate(type(self), "momentum", momentum)
+        if (
+            isinstance(epsilon, bool)
+            or not isinstance(epsilon, (int, float))
+            or not epsilon > 0
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: `epsilon` must be a positive float. "
+                f"Received: epsilon={epsilon!r}"
+            )
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         self.alpha_initializer = keras.initializers.get(alpha_initializer)
@@ -62,15 +71,23 @@ class Dice(keras.layers.Layer):
         features = input_shape[-1]
         if features is None:
             raise ValueError(
-                f"{type(self).__name__}: the last axis of `inputs` must be known. "
-                f"Received: inputs.shape={tuple(input_shape)}"
+                f"{type(self).__name__}: the last axis of `inputs` must be "
+                f"known. Received: inputs.shape={tuple(input_shape)}"
             )
-        self.alpha = self.add_weight(name="alpha", shape=(features,), initializer=self.alpha_initializer)
+        self.alpha = self.add_weight(
+            name="alpha", shape=(features,), initializer=self.alpha_initializer
+        )
         self.moving_mean = self.add_weight(
-            name="moving_mean", shape=(features,), initializer="zeros", trainable=False
+            name="moving_mean",
+            shape=(features,),
+            initializer="zeros",
+            trainable=False,
         )
         self.moving_variance = self.add_weight(
-            name="moving_variance", shape=(features,), initializer="ones", trainable=False
+            name="moving_variance",
+            shape=(features,),
+            initializer="ones",
+            trainable=False,
         )
 
     def call(self, inputs, training=None, mask=None):
@@ -84,12 +101,17 @@ class Dice(keras.layers.Layer):
                 weights = ops.cast(mask, "float32")[..., None]
                 count = ops.maximum(ops.sum(weights, axis=axes), 1.0)
                 mean = ops.sum(x * weights, axis=axes) / count
-                variance = ops.sum(ops.square(x - mean) * weights, axis=axes) / count
-            m = self.momentum
-            self.moving_mean.assign(m * self.moving_mean + (1 - m) * ops.cast(mean, self.moving_mean.dtype))
-            self.moving_variance.assign(
-                m * self.moving_variance + (1 - m) * ops.cast(variance, self.moving_variance.dtype)
-            )
+                variance = (
+                    ops.sum(ops.square(x - mean) * weights, axis=axes) / count
+                )
+            for moving, batch in (
+                (self.moving_mean, mean),
+                (self.moving_variance, variance),
+            ):
+                moving.assign(
+                    self.momentum * moving
+                    + (1.0 - self.momentum) * ops.cast(batch, moving.dtype)
+                )
         else:
             mean = ops.cast(self.moving_mean, "float32")
             variance = ops.cast(self.moving_variance, "float32")
@@ -106,7 +128,9 @@ class Dice(keras.layers.Layer):
             {
                 "momentum": self.momentum,
                 "epsilon": self.epsilon,
-                "alpha_initializer": keras.initializers.serialize(self.alpha_initializer),
+                "alpha_initializer": keras.initializers.serialize(
+                    self.alpha_initializer
+                ),
             }
         )
         return config

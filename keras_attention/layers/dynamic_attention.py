@@ -148,9 +148,8 @@ class DynamicAttention(BaseAttention):
     def _per_head(self, query, kernel, bias):
         """`q[i, h] . kernel[h] + bias[h]` as `(batch, Tq, heads)`, float32."""
         q = ops.cast(query, "float32")
-        return ops.einsum("bqhd,hd->bqh", q, ops.cast(kernel, "float32")) + ops.cast(
-            bias, "float32"
-        )
+        kernel = ops.cast(kernel, "float32")
+        return ops.einsum("bqhd,hd->bqh", q, kernel) + ops.cast(bias, "float32")
 
     def attend(
         self,
@@ -165,7 +164,9 @@ class DynamicAttention(BaseAttention):
         scaled = query
         if self.temperature:
             tau = ops.softplus(
-                self._per_head(query, self.temperature_kernel, self.temperature_bias)
+                self._per_head(
+                    query, self.temperature_kernel, self.temperature_bias
+                )
             ) + self.epsilon
             scaled = query / ops.cast(tau[..., None], query.dtype)
         if self.talking_heads:
@@ -186,11 +187,15 @@ class DynamicAttention(BaseAttention):
                 implementation="exact",
             )
         if self.head_gating:
-            gate = ops.sigmoid(self._per_head(query, self.gate_kernel, self.gate_bias))
+            gate = ops.sigmoid(
+                self._per_head(query, self.gate_kernel, self.gate_bias)
+            )
             out = out * ops.cast(gate[..., None], out.dtype)
         return out, (weights if return_attention_scores else None)
 
-    def _talking_heads(self, query, key, value, mask, use_causal_mask, training):
+    def _talking_heads(
+        self, query, key, value, mask, use_causal_mask, training
+    ):
         groups = self.num_heads // self.num_key_value_heads
         if groups > 1:
             key = ops.repeat(key, groups, axis=2)
@@ -201,7 +206,9 @@ class DynamicAttention(BaseAttention):
             ops.cast(query, "float32") * scale,
             ops.cast(key, "float32"),
         )
-        logits = ops.einsum("bhqk,hg->bgqk", logits, ops.cast(self.logits_mixing, "float32"))
+        logits = ops.einsum(
+            "bhqk,hg->bgqk", logits, ops.cast(self.logits_mixing, "float32")
+        )
         tq, tk = sc.static_or_dynamic(query, 1), sc.static_or_dynamic(key, 1)
         allowed = sc.both(
             None if mask is None else ops.cast(mask, "bool"),
@@ -220,8 +227,12 @@ class DynamicAttention(BaseAttention):
             weights = ops.where(allowed, weights, 0.0)
         attended = weights
         if self.dropout and training:
-            attended = keras.random.dropout(weights, self.dropout, seed=self.seed_generator)
-        out = ops.einsum("bhqk,bkhd->bqhd", ops.cast(attended, value.dtype), value)
+            attended = keras.random.dropout(
+                weights, self.dropout, seed=self.seed_generator
+            )
+        out = ops.einsum(
+            "bhqk,bkhd->bqhd", ops.cast(attended, value.dtype), value
+        )
         return out, ops.cast(weights, self.compute_dtype)
 
     def get_config(self):

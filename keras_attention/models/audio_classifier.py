@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_attention.layers.position_embedding import PositionEmbedding
+from keras_attention.layers.spec_augment import SpecAugment
 from keras_attention.models import common
 from keras_attention.models.text_classifier import pool_sequence
 
@@ -25,6 +26,7 @@ def audio_classifier(
     attention="multi_head",
     attention_kwargs=None,
     pooling="attention",
+    augmentation=True,
     name=BUILDER,
 ):
     """A transformer over log-mel frames; the front end is inside the model.
@@ -48,6 +50,8 @@ def audio_classifier(
             encoder's sizes (`intermediate_dim` defaults to `2 * hidden_dim`).
         attention, attention_kwargs: the attention variant.
         pooling: `"attention"`, `"mean"` or `"first"`.
+        augmentation: bool, `SpecAugment` (time shift, time and frequency
+            masks) on the normalised features in training.
         name: model name.
 
     Returns:
@@ -99,6 +103,13 @@ def audio_classifier(
     frames = x.shape[1]
     mean = ops.mean(x, axis=1, keepdims=True)
     x = (x - mean) / ops.sqrt(ops.var(x, axis=1, keepdims=True) + 1e-5)
+    if augmentation:
+        x = SpecAugment(
+            max_time_shift=max(1, frames // 10),
+            max_time_mask=max(1, frames // 10),
+            max_freq_mask=max(1, num_mel_bins // 8),
+            name="spec_augment",
+        )(x)
     x = keras.layers.Dense(hidden_dim, name="frame_embedding")(x)
     x = x + PositionEmbedding(frames, name="position_embedding")(x)
     x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)

@@ -14,7 +14,7 @@ class AudioTask(Task):
 
     Options: `target` (`"digit"` or `"speaker"`), `split` (`"standard"` or
     `"leave_one_speaker_out"`), `test_speaker`, `num_samples`,
-    `num_mel_bins`, the encoder sizes, `pooling`, `epochs`, `steps`,
+    `num_mel_bins`, `augmentation`, the encoder sizes, `pooling`, `epochs`, `steps`,
     `batch_size`, `learning_rate`, `warmup_steps`.
     """
 
@@ -31,9 +31,10 @@ class AudioTask(Task):
         "num_layers": 2,
         "num_heads": 4,
         "intermediate_dim": 128,
-        "dropout": 0.1,
+        "dropout": 0.3,
         "pooling": "attention",
-        "epochs": 20,
+        "augmentation": True,
+        "epochs": 30,
         "steps": None,
         "batch_size": 32,
         "learning_rate": 2e-3,
@@ -87,6 +88,7 @@ class AudioTask(Task):
             attention=attention,
             attention_kwargs=attention_kwargs,
             pooling=options["pooling"],
+            augmentation=options["augmentation"],
             name=f"audio_{attention}",
         )
         steps = options["steps"] or info["train_batches"]
