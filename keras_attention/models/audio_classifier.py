@@ -26,7 +26,7 @@ def audio_classifier(
     attention="multi_head",
     attention_kwargs=None,
     pooling="attention",
-    augmentation=True,
+    augmentation=False,
     name=BUILDER,
 ):
     """A transformer over log-mel frames; the front end is inside the model.
@@ -106,8 +106,8 @@ def audio_classifier(
     if augmentation:
         x = SpecAugment(
             max_time_shift=max(1, frames // 10),
-            max_time_mask=max(1, frames // 10),
-            max_freq_mask=max(1, num_mel_bins // 8),
+            max_time_mask=max(1, frames // 20),
+            max_freq_mask=max(1, num_mel_bins // 16),
             name="spec_augment",
         )(x)
     x = keras.layers.Dense(hidden_dim, name="frame_embedding")(x)

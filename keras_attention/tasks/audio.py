@@ -33,7 +33,7 @@ class AudioTask(Task):
         "intermediate_dim": 128,
         "dropout": 0.3,
         "pooling": "attention",
-        "augmentation": True,
+        "augmentation": False,
         "epochs": 30,
         "steps": None,
         "batch_size": 32,
