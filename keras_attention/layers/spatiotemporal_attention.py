@@ -2,6 +2,7 @@
 
 import keras
 from keras import ops
+from keras.src.backend.common.masking import get_keras_mask
 
 from keras_attention.layers.base import _shape_error
 from keras_attention.layers.base import check_mask
@@ -33,7 +34,15 @@ class SpatioTemporalAttention(CompositeAttention):
     frames (block-causal in time for `"joint"`; a causal temporal step
     otherwise). A `frame_mask` `(batch, T)` marks real frames: padded
     frames are never attended and output zeros; a clip with no real frame
-    outputs zeros (never NaN).
+    outputs zeros (never NaN). A Keras mask on the inputs (e.g. from
+    `Embedding(mask_zero=True)` on `(batch, T, N)` token ids) is honoured
+    the same way, per token (`(batch, T, N)` or `(batch, T, H, W)`) or per
+    frame (`(batch, T)`), together with `frame_mask`.
+
+    The inner variant must support what the mode asks of it: `causal=True`
+    needs a causal mask in the temporal step (`"low_rank"` has none) and,
+    for `"joint"`, a block-causal `attention_mask` (not `"linear"` or
+    `"low_rank"`).
 
     Args:
         num_heads: int, heads of each inner attention.
@@ -148,43 +157,34 @@ class SpatioTemporalAttention(CompositeAttention):
             return layer(x, x, return_attention_scores=True, **kwargs)
         return layer(x, x, **kwargs), None
 
-    def _temporal(self, x, frame_mask, return_scores, training):
+    def _temporal(self, x, mask, return_scores, training):
         """`(B, T, N, C)` -> attention across frames per position."""
         _, t, n, c = x.shape
         seq = ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, t, c))
-        mask = None
-        if frame_mask is not None:
-            mask = ops.reshape(
-                ops.repeat(frame_mask[:, None, :], n, axis=1), (-1, t)
-            )
+        if mask is not None:
+            mask = ops.reshape(ops.transpose(mask, (0, 2, 1)), (-1, t))
         out, scores = self._attend(
             self.temporal_attention, seq, mask, self.causal, return_scores, training
         )
         out = ops.transpose(ops.reshape(out, (-1, n, t, c)), (0, 2, 1, 3))
         return out, scores
 
-    def _spatial(self, x, frame_mask, return_scores, training):
+    def _spatial(self, x, mask, return_scores, training):
         """`(B, T, N, C)` -> attention among the tokens of each frame."""
         _, t, n, c = x.shape
         seq = ops.reshape(x, (-1, n, c))
-        mask = None
-        if frame_mask is not None:
-            mask = ops.reshape(
-                ops.repeat(frame_mask[:, :, None], n, axis=2), (-1, n)
-            )
+        if mask is not None:
+            mask = ops.reshape(mask, (-1, n))
         out, scores = self._attend(
             self.spatial_attention, seq, mask, False, return_scores, training
         )
         return ops.reshape(out, (-1, t, n, c)), scores
 
-    def _joint(self, x, frame_mask, return_scores, training):
+    def _joint(self, x, mask, return_scores, training):
         _, t, n, c = x.shape
         seq = ops.reshape(x, (-1, t * n, c))
-        mask = None
-        if frame_mask is not None:
-            mask = ops.reshape(
-                ops.repeat(frame_mask[:, :, None], n, axis=2), (-1, t * n)
-            )
+        if mask is not None:
+            mask = ops.reshape(mask, (-1, t * n))
         attention_mask = None
         if self.causal:
             frame = ops.arange(t * n) // n
@@ -194,30 +194,50 @@ class SpatioTemporalAttention(CompositeAttention):
         )
         return ops.reshape(out, (-1, t, n, c)), scores
 
-    def call(self, inputs, frame_mask=None, return_attention_scores=False, training=None):
-        frames, tokens, channels = self._check(inputs.shape)
+    def _token_mask(self, inputs, frame_mask, frames, tokens):
+        """`(B, T, N)` boolean mask of the real tokens (or `None`) from
+        `frame_mask` and the inputs' Keras mask."""
+        masks = []
         if frame_mask is not None:
             check_mask(self, "frame_mask", frame_mask, (inputs.shape[0], frames))
-            frame_mask = ops.cast(frame_mask, "bool")
+            masks.append(ops.cast(frame_mask, "bool")[:, :, None])
+        keras_mask = get_keras_mask(inputs)
+        if keras_mask is not None:
+            if len(keras_mask.shape) == 2:
+                check_mask(self, "mask", keras_mask, (inputs.shape[0], frames))
+                masks.append(ops.cast(keras_mask, "bool")[:, :, None])
+            else:
+                check_mask(self, "mask", keras_mask, tuple(inputs.shape[:-1]))
+                masks.append(
+                    ops.reshape(ops.cast(keras_mask, "bool"), (-1, frames, tokens))
+                )
+        if not masks:
+            return None
+        mask = masks[0] if len(masks) == 1 else ops.logical_and(*masks)
+        return ops.broadcast_to(mask, (ops.shape(inputs)[0], frames, tokens))
+
+    def call(self, inputs, frame_mask=None, return_attention_scores=False, training=None):
+        frames, tokens, channels = self._check(inputs.shape)
+        mask = self._token_mask(inputs, frame_mask, frames, tokens)
         x = ops.reshape(inputs, (-1, frames, tokens, channels))
         if self.mode == "joint":
-            y, scores = self._joint(x, frame_mask, return_attention_scores, training)
+            y, scores = self._joint(x, mask, return_attention_scores, training)
         else:
             first, second = (
                 (self._temporal, self._spatial)
                 if self.mode == "divided"
                 else (self._spatial, self._temporal)
             )
-            a, scores_a = first(x, frame_mask, return_attention_scores, training)
+            a, scores_a = first(x, mask, return_attention_scores, training)
             u = x + a
-            b, scores_b = second(u, frame_mask, return_attention_scores, training)
+            b, scores_b = second(u, mask, return_attention_scores, training)
             y = a + b
             if self.mode == "divided":
                 scores = (scores_a, scores_b)
             else:
                 scores = (scores_b, scores_a)
-        if frame_mask is not None:
-            y = ops.where(frame_mask[:, :, None, None], y, ops.zeros_like(y))
+        if mask is not None:
+            y = ops.where(mask[..., None], y, ops.zeros_like(y))
         y = ops.reshape(y, (-1,) + tuple(inputs.shape[1:]))
         if return_attention_scores:
             return y, scores

@@ -6,7 +6,8 @@ inner layers' own weights, on x of shape (B, T, N, C):
     joint:      y = J(x over T*N tokens)   (block-causal in time if causal)
     divided:    u = x + T(x);  y = u + S(u) - x
     factorized: u = x + S(x);  y = u + T(u) - x
-    padded frames: never attended, output zeros.
+    padded frames (frame_mask) and tokens (Keras mask): never attended,
+    output zeros.
 """
 
 import doctest
@@ -15,6 +16,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras.src.backend.common.masking import set_keras_mask
 
 import attention_reference as ref
 import helpers
@@ -28,43 +30,51 @@ def normal(rng, *shape):
     return rng.standard_normal(shape).astype("float32")
 
 
-def temporal_ref(layer, x, frame_mask, causal):
+def temporal_ref(layer, x, mask, causal):
     b, t, n, c = x.shape
     seq = x.transpose(0, 2, 1, 3).reshape(b * n, t, c)
-    mask = None if frame_mask is None else np.repeat(frame_mask[:, None], n, 1).reshape(b * n, t)
+    mask = None if mask is None else mask.transpose(0, 2, 1).reshape(b * n, t)
     out, _ = ref.multi_head(layer, seq, seq, use_causal_mask=causal, query_mask=mask, value_mask=mask)
     return out.reshape(b, n, t, c).transpose(0, 2, 1, 3)
 
 
-def spatial_ref(layer, x, frame_mask):
+def spatial_ref(layer, x, mask):
     b, t, n, c = x.shape
     seq = x.reshape(b * t, n, c)
-    mask = None if frame_mask is None else np.repeat(frame_mask[:, :, None], n, 2).reshape(b * t, n)
+    mask = None if mask is None else mask.reshape(b * t, n)
     out, _ = ref.multi_head(layer, seq, seq, query_mask=mask, value_mask=mask)
     return out.reshape(b, t, n, c)
 
 
-def reference(layer, x, frame_mask=None):
+def reference(layer, x, frame_mask=None, token_mask=None):
+    """`frame_mask` (B, T) and/or `token_mask` (B, T, ...) of real tokens."""
     x = np.asarray(x, "float64")
     shape = x.shape
     b, t = shape[:2]
     x = x.reshape(b, t, -1, shape[-1])
     n = x.shape[2]
+    mask = None
+    if frame_mask is not None or token_mask is not None:
+        mask = np.ones((b, t, n), bool)
+        if frame_mask is not None:
+            mask &= np.asarray(frame_mask, bool)[:, :, None]
+        if token_mask is not None:
+            mask &= np.asarray(token_mask, bool).reshape(b, t, -1)
     if layer.mode == "joint":
         seq = x.reshape(b, t * n, -1)
         frame = np.arange(t * n) // n
         allowed = (frame[None, :] <= frame[:, None])[None] if layer.causal else None
-        mask = None if frame_mask is None else np.repeat(frame_mask[:, :, None], n, 2).reshape(b, t * n)
-        y, _ = ref.multi_head(layer.joint_attention, seq, seq, allowed=allowed, query_mask=mask, value_mask=mask)
+        flat = None if mask is None else mask.reshape(b, t * n)
+        y, _ = ref.multi_head(layer.joint_attention, seq, seq, allowed=allowed, query_mask=flat, value_mask=flat)
         y = y.reshape(b, t, n, -1)
     elif layer.mode == "divided":
-        u = x + temporal_ref(layer.temporal_attention, x, frame_mask, layer.causal)
-        y = u + spatial_ref(layer.spatial_attention, u, frame_mask) - x
+        u = x + temporal_ref(layer.temporal_attention, x, mask, layer.causal)
+        y = u + spatial_ref(layer.spatial_attention, u, mask) - x
     else:
-        u = x + spatial_ref(layer.spatial_attention, x, frame_mask)
-        y = u + temporal_ref(layer.temporal_attention, u, frame_mask, layer.causal) - x
-    if frame_mask is not None:
-        y = np.where(frame_mask[:, :, None, None], y, 0.0)
+        u = x + spatial_ref(layer.spatial_attention, x, mask)
+        y = u + temporal_ref(layer.temporal_attention, u, mask, layer.causal) - x
+    if mask is not None:
+        y = np.where(mask[..., None], y, 0.0)
     return y.reshape(shape)
 
 
@@ -94,6 +104,38 @@ def test_causal_in_time(mode):
     after = ref.to_np(layer(changed))
     np.testing.assert_allclose(after[:, :2], before[:, :2], atol=1e-5)
     assert np.abs(after[:, 2:] - before[:, 2:]).max() > 1e-3
+
+
+@pytest.mark.parametrize("mode", ["joint", "divided", "factorized"])
+def test_keras_token_mask(mode):
+    # Embedding(mask_zero=True) on (B, T, N) token ids: padding tokens are
+    # never attended and output zeros; frame_mask is combined with it.
+    ids = np.array([[[1, 2, 0], [3, 0, 0]], [[0, 0, 0], [4, 5, 6]]])
+    frame_mask = np.array([[True, True], [True, False]])
+    tokens = keras.Input((2, 3), dtype="int32")
+    frames = keras.Input((2,), dtype="bool")
+    embedding = keras.layers.Embedding(7, 6, mask_zero=True)
+    embedded = embedding(tokens)
+    layer = SpatioTemporalAttention(2, 3, mode=mode, causal=True)
+    model = keras.Model([tokens, frames], layer(embedded, frame_mask=frames))
+    x = ref.to_np(embedding(ids))
+    got = ref.to_np(model([ids, frame_mask]))
+    expected = reference(layer, x, frame_mask, token_mask=ids != 0)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert np.all(got[ids == 0] == 0) and np.all(got[1, 1] == 0)
+    assert np.all(np.abs(got[ids != 0][:3]).sum(-1) > 0)
+
+
+def test_keras_frame_mask():
+    # A (B, T) Keras mask reads as a frame mask.
+    rng = np.random.default_rng(6)
+    x = tf.constant(normal(rng, 2, 3, 2, 2, 4))
+    mask = np.array([[True, False, True], [False, False, False]])
+    layer = SpatioTemporalAttention(2, 3)
+    set_keras_mask(x, tf.constant(mask))
+    got = ref.to_np(layer(x))
+    np.testing.assert_allclose(got, reference(layer, ref.to_np(x), mask), rtol=1e-4, atol=1e-5)
+    assert np.all(got[1] == 0) and np.all(got[0, 1] == 0)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -180,6 +222,10 @@ def test_bad_inputs():
         SpatioTemporalAttention(2, 4).compute_output_shape((None, 3, None, 4, 8))
     with pytest.raises(ValueError, match="frame_mask"):
         layer(np.zeros((2, 3, 4, 8), "float32"), frame_mask=np.ones((2, 4), bool))
+    masked = tf.zeros((2, 3, 4, 8))
+    set_keras_mask(masked, tf.ones((2, 3, 5), bool))
+    with pytest.raises(ValueError, match=r"`mask` must have shape \(2, 3, 4\)"):
+        layer(masked)
 
 
 def test_docstring_example():
