@@ -1,6 +1,7 @@
 """Tasks by name: the data, the builder and the reading of inputs/outputs
 that `keras-attention fit --task NAME` and the tuner share."""
 
+from keras_attention.tasks.base import ClassificationTask
 from keras_attention.tasks.base import Task
 from keras_attention.tasks.base import TaskData
 from keras_attention.tasks.base import available_tasks

@@ -1,14 +1,12 @@
 """The `audio` task: spoken digits (or speakers) from raw waveforms."""
 
-import numpy as np
-
-from keras_attention.tasks.base import Task
+from keras_attention.tasks.base import ClassificationTask
 from keras_attention.tasks.base import TaskData
 from keras_attention.tasks.base import register_task
 
 
 @register_task
-class AudioTask(Task):
+class AudioTask(ClassificationTask):
     """Audio classification from raw waveforms with `audio_classifier` on
     `spoken_digit` (the Free Spoken Digit Dataset).
 
@@ -72,7 +70,6 @@ class AudioTask(Task):
 
     def build(self, data, attention, attention_kwargs, options):
         from keras_attention.models import audio_classifier
-        from keras_attention.models import compile_classifier
 
         info = data.info
         model = audio_classifier(
@@ -80,29 +77,11 @@ class AudioTask(Task):
             info["num_classes"],
             sample_rate=info["sample_rate"],
             num_mel_bins=options["num_mel_bins"],
-            hidden_dim=options["hidden_dim"],
-            num_layers=options["num_layers"],
-            num_heads=options["num_heads"],
-            intermediate_dim=options["intermediate_dim"],
-            dropout=options["dropout"],
+            **self.encoder_options(options),
             attention=attention,
             attention_kwargs=attention_kwargs,
             pooling=options["pooling"],
             augmentation=options["augmentation"],
             name=f"audio_{attention}",
         )
-        steps = options["steps"] or info["train_batches"]
-        if steps < 0:  # unknown cardinality after filtering
-            steps = 2000 // options["batch_size"]
-        return compile_classifier(
-            model,
-            learning_rate=options["learning_rate"],
-            warmup_steps=options["warmup_steps"],
-            decay_steps=max(1, steps * options["epochs"] - options["warmup_steps"]),
-        )
-
-    def baselines(self, data):
-        return {"majority_class_accuracy": data.info["majority_accuracy"]}
-
-    def decode(self, outputs, options, vocabulary):
-        return [str(int(i)) for i in np.argmax(outputs, axis=-1)]
+        return self.compile(model, data, options)

@@ -106,6 +106,45 @@ class Task:
         return None
 
 
+class ClassificationTask(Task):
+    """A task whose model returns class logits: the shared compile step
+    (AdamW with warm-up and cosine decay over the whole run, XLA), the
+    majority-class baseline and argmax decoding.
+
+    `TaskData.info` must hold `majority_accuracy` and `train_batches`; the
+    options `epochs`, `steps`, `learning_rate`, `warmup_steps` and the
+    encoder sizes (`hidden_dim`, `num_layers`, `num_heads`,
+    `intermediate_dim`, `dropout`).
+    """
+
+    def encoder_options(self, options):
+        """The encoder-size keyword arguments every builder takes."""
+        keys = ("hidden_dim", "num_layers", "num_heads", "intermediate_dim", "dropout")
+        return {key: options[key] for key in keys}
+
+    def compile(self, model, data, options):
+        """Compiles `model` for the run's schedule; returns it."""
+        from keras_attention.models import compile_classifier
+
+        steps = options["steps"] or data.info["train_batches"]
+        if steps < 1:  # unknown cardinality
+            steps = 1000
+        return compile_classifier(
+            model,
+            learning_rate=options["learning_rate"],
+            warmup_steps=options["warmup_steps"],
+            decay_steps=max(1, steps * options["epochs"] - options["warmup_steps"]),
+        )
+
+    def baselines(self, data):
+        return {"majority_class_accuracy": data.info["majority_accuracy"]}
+
+    def decode(self, outputs, options, vocabulary):
+        import numpy as np
+
+        return [str(int(i)) for i in np.argmax(outputs, axis=-1)]
+
+
 def register_task(cls):
     """Class decorator: makes a `Task` subclass reachable by its name."""
     if not cls.name:

@@ -1,14 +1,12 @@
 """The `image` task: tfds image classification + `image_classifier`."""
 
-import numpy as np
-
-from keras_attention.tasks.base import Task
+from keras_attention.tasks.base import ClassificationTask
 from keras_attention.tasks.base import TaskData
 from keras_attention.tasks.base import register_task
 
 
 @register_task
-class ImageTask(Task):
+class ImageTask(ClassificationTask):
     """Image classification on a tensorflow-datasets dataset (default
     `mnist`) with a ViT (`image_classifier`).
 
@@ -67,7 +65,6 @@ class ImageTask(Task):
         )
 
     def build(self, data, attention, attention_kwargs, options):
-        from keras_attention.models import compile_classifier
         from keras_attention.models import image_classifier
 
         info = data.info
@@ -75,11 +72,7 @@ class ImageTask(Task):
             tuple(info["image_shape"]),
             info["num_classes"],
             patch_size=options["patch_size"],
-            hidden_dim=options["hidden_dim"],
-            num_layers=options["num_layers"],
-            num_heads=options["num_heads"],
-            intermediate_dim=options["intermediate_dim"],
-            dropout=options["dropout"],
+            **self.encoder_options(options),
             attention=attention,
             attention_kwargs=attention_kwargs,
             conv_stem=options["conv_stem"],
@@ -88,16 +81,4 @@ class ImageTask(Task):
             augmentation=options["augmentation"],
             name=f"image_{attention}",
         )
-        steps = options["steps"] or info["train_batches"]
-        return compile_classifier(
-            model,
-            learning_rate=options["learning_rate"],
-            warmup_steps=options["warmup_steps"],
-            decay_steps=max(1, steps * options["epochs"] - options["warmup_steps"]),
-        )
-
-    def baselines(self, data):
-        return {"majority_class_accuracy": data.info["majority_accuracy"]}
-
-    def decode(self, outputs, options, vocabulary):
-        return [str(int(i)) for i in np.argmax(outputs, axis=-1)]
+        return self.compile(model, data, options)

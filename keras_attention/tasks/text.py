@@ -2,13 +2,13 @@
 
 import numpy as np
 
-from keras_attention.tasks.base import Task
+from keras_attention.tasks.base import ClassificationTask
 from keras_attention.tasks.base import TaskData
 from keras_attention.tasks.base import register_task
 
 
 @register_task
-class TextTask(Task):
+class TextTask(ClassificationTask):
     """Text classification on a tensorflow-datasets dataset (default
     `glue/sst2`), words (and optionally n-grams) from a `TextVectorization`
     adapted on the training split. The saved and exported model takes raw
@@ -80,7 +80,6 @@ class TextTask(Task):
         )
 
     def build(self, data, attention, attention_kwargs, options):
-        from keras_attention.models import compile_classifier
         from keras_attention.models import text_classifier
 
         info = data.info
@@ -88,32 +87,18 @@ class TextTask(Task):
             info["vocabulary_size"],
             info["num_classes"],
             info["sequence_length"],
-            hidden_dim=options["hidden_dim"],
-            num_layers=options["num_layers"],
-            num_heads=options["num_heads"],
-            intermediate_dim=options["intermediate_dim"],
-            dropout=options["dropout"],
+            **self.encoder_options(options),
             attention=attention,
             attention_kwargs=attention_kwargs,
             pooling=options["pooling"],
             name=f"text_{attention}",
         )
-        steps = options["steps"] or info["train_batches"]
-        return compile_classifier(
-            model,
-            learning_rate=options["learning_rate"],
-            warmup_steps=options["warmup_steps"],
-            decay_steps=max(1, steps * options["epochs"] - options["warmup_steps"]),
-        )
+        return self.compile(model, data, options)
 
-    def baselines(self, data):
-        return {"majority_class_accuracy": data.info["majority_accuracy"]}
 
     def encode(self, texts, options, vocabulary):
         return np.array(texts, dtype=object)
 
-    def decode(self, outputs, options, vocabulary):
-        return [str(int(i)) for i in np.argmax(outputs, axis=-1)]
 
     def token_labels(self, inputs, data):
         ids = np.asarray(inputs)[0]
