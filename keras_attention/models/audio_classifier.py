@@ -6,7 +6,6 @@ from keras import ops
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.spec_augment import SpecAugment
 from keras_attention.models import common
-from keras_attention.models.text_classifier import pool_sequence
 
 BUILDER = "audio_classifier"
 
@@ -124,7 +123,7 @@ def audio_classifier(
         dropout=dropout,
         sequence_length=frames,
     )
-    x = pool_sequence(x, pooling, num_heads)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    logits = common.classification_head(
+        x, pooling=pooling, num_heads=num_heads, dropout=dropout, num_classes=num_classes
+    )
     return keras.Model(waves, logits, name=name)

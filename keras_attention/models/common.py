@@ -8,6 +8,8 @@
   rejecting unknown names with the list of valid ones.
 - `encoder_stack`: `num_layers` `TransformerEncoder` blocks taking any
   registered attention.
+- `classification_head`: mask-aware pooling, dropout and the logits layer
+  that every classifier ends with.
 - `compile_model`: AdamW with warm-up and cosine decay, gradient clipping
   and `jit_compile=True`.
 """
@@ -15,6 +17,8 @@
 import keras
 
 from keras_attention.layers import registry
+from keras_attention.layers.attention_pooling import AttentionPooling
+from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
 from keras_attention.layers.transformer_encoder import TransformerEncoder
 
 
@@ -166,6 +170,27 @@ def encoder_stack(
     if norm_first:
         x = keras.layers.LayerNormalization(epsilon=1e-5, name=f"{name}_norm")(x)
     return x
+
+
+def pool_sequence(x, pooling, num_heads):
+    """Mask-aware pooling of `(batch, T, dim)` to `(batch, dim)`.
+
+    `"attention"` (learned-query `AttentionPooling`), `"mean"`
+    (`MaskedAveragePooling`, zeros for all-padding rows) or `"first"` (the
+    first position, e.g. a class token).
+    """
+    if pooling == "attention":
+        return AttentionPooling(num_heads=num_heads, name="pooling")(x)
+    if pooling == "mean":
+        return MaskedAveragePooling(name="pooling")(x)
+    return x[:, 0]
+
+
+def classification_head(x, *, pooling, num_heads, dropout, num_classes):
+    """Pools encoded `(batch, T, dim)` features and returns class logits."""
+    x = pool_sequence(x, pooling, num_heads)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    return keras.layers.Dense(num_classes, name="logits")(x)
 
 
 def compile_model(

@@ -8,7 +8,6 @@ from keras_attention.layers.class_token import ClassToken
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.random_shift import RandomShift
 from keras_attention.models import common
-from keras_attention.models.text_classifier import pool_sequence
 
 BUILDER = "image_classifier"
 POOLINGS = ("attention", "mean", "class_token")
@@ -147,7 +146,11 @@ def image_classifier(
         dropout=dropout,
         sequence_length=patches,
     )
-    x = pool_sequence(x, "first" if pooling == "class_token" else pooling, num_heads)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    logits = common.classification_head(
+        x,
+        pooling="first" if pooling == "class_token" else pooling,
+        num_heads=num_heads,
+        dropout=dropout,
+        num_classes=num_classes,
+    )
     return keras.Model(images, logits, name=name)

@@ -2,8 +2,6 @@
 
 import keras
 
-from keras_attention.layers.attention_pooling import AttentionPooling
-from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
 from keras_attention.layers.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
@@ -107,19 +105,10 @@ def text_classifier(
         sequence_length=sequence_length,
         norm_first=norm_first,
     )
-    x = pool_sequence(x, pooling, num_heads)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    logits = common.classification_head(
+        x, pooling=pooling, num_heads=num_heads, dropout=dropout, num_classes=num_classes
+    )
     return keras.Model(tokens, logits, name=name)
-
-
-def pool_sequence(x, pooling, num_heads):
-    """Mask-aware pooling of `(batch, T, dim)` to `(batch, dim)`."""
-    if pooling == "attention":
-        return AttentionPooling(num_heads=num_heads, name="pooling")(x)
-    if pooling == "mean":
-        return MaskedAveragePooling(name="pooling")(x)
-    return x[:, 0]
 
 
 def compile_classifier(model, learning_rate=1e-3, **kwargs):
