@@ -158,13 +158,17 @@ def text_classification_data(
     )
     vectorizer.adapt(train_text.map(lambda text, label: text).batch(1024))
 
-    def encode(ds, training):
+    def encode(ds, training, count=None):
         if ds is None:
             return None
         ds = ds.batch(1024).map(
             lambda text, label: (tf.cast(vectorizer(text), "int32"), label),
             num_parallel_calls=tf.data.AUTOTUNE,
-        ).unbatch().cache()
+        ).unbatch()
+        if count is not None:
+            # `unbatch` forgets the size; Keras and the schedules need it.
+            ds = ds.apply(tf.data.experimental.assert_cardinality(count))
+        ds = ds.cache()
         if training:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
@@ -179,7 +183,7 @@ def text_classification_data(
         eval_labels = np.concatenate([labels.numpy() for _, labels in evaluation.batch(4096)])
         majority = float(np.mean(eval_labels == int(np.argmax(train_counts))))
     return TextClassificationData(
-        train=encode(train_text, True),
+        train=encode(train_text, True, int(train_counts.sum())),
         validation=encode(validation, False),
         test=encode(load(test_split), False),
         vectorizer=vectorizer,
