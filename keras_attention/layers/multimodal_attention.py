@@ -7,6 +7,8 @@ from keras.src.backend.common.masking import get_keras_mask
 from keras_attention.layers.base import _shape_error
 from keras_attention.layers.base import check_mask
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import mask_queries
+from keras_attention.layers.base import set_keras_mask
 from keras_attention.layers.composite_attention import CompositeAttention
 from keras_attention.layers.registry import register_attention
 
@@ -20,8 +22,10 @@ class MultiModalAttention(CompositeAttention):
     Stream `a` is `(batch, Ta, Da)`, stream `b` is `(batch, Tb, Db)`; the
     feature sizes may differ. With `A(q <- kv)` an attention layer of the
     registered `attention` variant (queries from `q`, keys and values from
-    `kv`, output projected to `q`'s feature size), the layer returns
-    attention updates (add them to the inputs as residuals):
+    `kv`, output projected to `q`'s feature size; for the default
+    `"multi_head"`, `A(q <- kv) = concat_h(softmax(q Wq_h (kv Wk_h)^T /
+    sqrt(key_dim)) kv Wv_h) Wo`), the layer returns attention updates (add
+    them to the inputs as residuals):
 
     - `mode="cross"`: `a' = A_ab(a <- b)`, one stream reads the other;
     - `mode="co"` (ViLBERT co-attention): `a' = A_ab(a <- b)` and
@@ -35,7 +39,10 @@ class MultiModalAttention(CompositeAttention):
     Each stream's padding mask (its Keras mask, e.g. from
     `Embedding(mask_zero=True)`, or `a_mask` / `b_mask`) is respected: padded
     tokens are never attended and their outputs are zeros; a token with
-    nothing to attend to outputs zeros (never NaN).
+    nothing to attend to (in `"cross"` and `"co"`, a token of an example
+    whose other stream is all padding) outputs zeros and zero weights, never
+    NaN. Each output stream carries its input stream's mask as its Keras
+    mask.
 
     Args:
         num_heads: int, attention heads.
@@ -56,7 +63,8 @@ class MultiModalAttention(CompositeAttention):
     Call arguments:
         a: `(batch, Ta, Da)`.
         b: `(batch, Tb, Db)`.
-        a_mask: optional boolean `(batch, Ta)`; defaults to `a`'s Keras mask.
+        a_mask: optional boolean `(batch, Ta)`, `True` for real tokens;
+            defaults to `a`'s Keras mask.
         b_mask: optional boolean `(batch, Tb)`; defaults to `b`'s Keras mask.
         return_attention_scores: bool, also return the weights.
         training: bool, whether dropout is active.
@@ -66,7 +74,8 @@ class MultiModalAttention(CompositeAttention):
         `(a', b')`. With `return_attention_scores=True`, `(outputs, scores)`
         where scores are `(batch, heads, Ta, Tb)` for `"cross"`, the pair
         `((batch, heads, Ta, Tb), (batch, heads, Tb, Ta))` for `"co"` and
-        `(batch, heads, Ta + Tb, Ta + Tb)` for `"merged"`.
+        `(batch, heads, Ta + Tb, Ta + Tb)` for `"merged"` (or the inner
+        variant's own weights shape, e.g. `"low_rank"`'s compressed keys).
 
     Example:
 
@@ -140,6 +149,9 @@ class MultiModalAttention(CompositeAttention):
             ) from None
         return layer
 
+    def _joint_width(self):
+        return self.hidden_dim or self.num_heads * self.key_dim
+
     def build(self, a_shape, b_shape):
         a_shape, b_shape = self._check(a_shape, b_shape)
         da, db = a_shape[-1], b_shape[-1]
@@ -148,7 +160,7 @@ class MultiModalAttention(CompositeAttention):
             if self.mode == "co":
                 self.b_attention = self._inner("b_from_a", b_shape, a_shape, db)
         else:
-            hidden = self.hidden_dim or self.num_heads * self.key_dim
+            hidden = self._joint_width()
             self.a_in = self.dense("a_projection", hidden, da)
             self.b_in = self.dense("b_projection", hidden, db)
             self.modality_embedding = self.add_weight(
@@ -180,16 +192,27 @@ class MultiModalAttention(CompositeAttention):
     @staticmethod
     def _attend(layer, query, value, query_mask, value_mask, scores, training):
         kwargs = {"training": training}
-        if query_mask is not None:
-            kwargs["query_mask"] = query_mask
         if value_mask is not None:
             kwargs["value_mask"] = value_mask
+            # An example whose other stream is all padding leaves its
+            # queries nothing to read: masking them gives zeros (not the
+            # output projection's bias) and zero weights.
+            any_key = ops.any(value_mask, axis=1, keepdims=True)
+            if query_mask is None:
+                query_mask = ops.broadcast_to(any_key, ops.shape(query)[:2])
+            else:
+                query_mask = ops.logical_and(query_mask, any_key)
+        if query_mask is not None:
+            kwargs["query_mask"] = query_mask
         if scores:
             return layer(query, value, return_attention_scores=True, **kwargs)
         return layer(query, value, **kwargs), None
 
     def call(self, a, b, a_mask=None, b_mask=None, return_attention_scores=False, training=None):
         self._check(a.shape, b.shape)
+        # The inner attentions remove the Keras masks of the tensors they
+        # read; the caller's `a` and `b` get theirs back below.
+        kept = [(x, get_keras_mask(x)) for x in (a, b)]
         a_mask, b_mask = self._masks(a, b, a_mask, b_mask)
         scores = return_attention_scores
         if self.mode == "cross":
@@ -200,9 +223,22 @@ class MultiModalAttention(CompositeAttention):
             out, weights = (a_new, b_new), (w_ab, w_ba)
         else:
             out, weights = self._merged(a, b, a_mask, b_mask, scores, training)
+        for x, mask in kept:
+            if mask is not None:
+                set_keras_mask(x, mask)
+        self._set_output_masks(out, a, b, a_mask, b_mask)
         if return_attention_scores:
             return out, weights
         return out
+
+    def _set_output_masks(self, out, a, b, a_mask, b_mask):
+        # `Layer.__call__` only passes `a` and its mask to `compute_mask`,
+        # so the outputs get their streams' masks here.
+        masks = self.compute_mask(a, b, a_mask=a_mask, b_mask=b_mask)
+        if self.mode == "cross":
+            out, masks = (out,), (masks,)
+        for tensor, mask in zip(out, masks):
+            set_keras_mask(tensor, mask)
 
     def _merged(self, a, b, a_mask, b_mask, scores, training):
         ta = a.shape[1] if a.shape[1] is not None else ops.shape(a)[1]
@@ -217,19 +253,20 @@ class MultiModalAttention(CompositeAttention):
                 b_mask = ops.ones(ops.shape(b)[:2], "bool")
             mask = ops.concatenate([a_mask, b_mask], axis=1)
         joint, weights = self._attend(self.joint_attention, z, z, mask, mask, scores, training)
-        a_new = self.a_out(joint[:, :ta])
-        b_new = self.b_out(joint[:, ta:])
-        if a_mask is not None:
-            a_new = ops.where(a_mask[..., None], a_new, ops.zeros_like(a_new))
-        if b_mask is not None:
-            b_new = ops.where(b_mask[..., None], b_new, ops.zeros_like(b_new))
+        # After the output projections, so padded tokens give zeros rather
+        # than the projections' biases.
+        a_new, _ = mask_queries(self, a, a_mask, self.a_out(joint[:, :ta]))
+        b_new, _ = mask_queries(self, b, b_mask, self.b_out(joint[:, ta:]))
         return (a_new, b_new), weights
 
     # ------------------------------------------------------------------
-    def compute_mask(self, a, b, a_mask=None, b_mask=None, mask=None):
+    def compute_mask(self, a, b=None, a_mask=None, b_mask=None):
+        """The output streams' Keras masks: each stream's own mask
+        (`a_mask`, else `a`'s Keras mask; the same for `b`). `a'` for
+        `"cross"`, the pair `(a', b')` otherwise."""
         if a_mask is None:
             a_mask = get_keras_mask(a)
-        if b_mask is None:
+        if b_mask is None and b is not None:
             b_mask = get_keras_mask(b)
         if self.mode == "cross":
             return a_mask
@@ -248,23 +285,25 @@ class MultiModalAttention(CompositeAttention):
         def spec(shape):
             return keras.KerasTensor(shape, dtype=dtype)
 
-        h, batch = self.num_heads, a_shape[0]
-        if self.mode == "cross":
-            out = spec(a_shape)
-            weights = spec((batch, h, a_shape[1], b_shape[1]))
-        elif self.mode == "co":
-            out = (spec(a_shape), spec(b_shape))
-            weights = (
-                spec((batch, h, a_shape[1], b_shape[1])),
-                spec((batch, h, b_shape[1], a_shape[1])),
-            )
-        else:
-            out = (spec(a_shape), spec(b_shape))
+        out = spec(a_shape) if self.mode == "cross" else (spec(a_shape), spec(b_shape))
+        self._set_output_masks(out, a, b, a_mask, b_mask)
+        if not return_attention_scores:
+            return out
+        if self.mode == "merged":
             total = None if None in (a_shape[1], b_shape[1]) else a_shape[1] + b_shape[1]
-            weights = spec((batch, h, total, total))
-        if return_attention_scores:
-            return out, weights
-        return out
+            joint = spec((a_shape[0], total, self._joint_width()))
+            pairs = [(self.joint_attention, joint, joint)]
+        else:
+            pairs = [(self.a_attention, a, b)]
+            if self.mode == "co":
+                pairs.append((self.b_attention, b, a))
+        # The inner variants know their weights' shape (and whether they
+        # have weights at all: they raise a clear error otherwise).
+        weights = tuple(
+            layer.compute_output_spec(spec(q.shape), spec(v.shape), return_attention_scores=True)[1]
+            for layer, q, v in pairs
+        )
+        return out, (weights if self.mode == "co" else weights[0])
 
     def get_config(self):
         config = super().get_config()
