@@ -50,15 +50,17 @@ class TextClassificationData:
 
 def _text_key(builder_name, features, text_key):
     if text_key is not None:
-        if text_key not in features:
+        keys = (text_key,) if isinstance(text_key, str) else tuple(text_key)
+        missing = [key for key in keys if key not in features]
+        if not keys or missing:
             raise ValueError(
                 f"`text_classification_data`: {builder_name!r} has no feature "
-                f"{text_key!r}; it has {sorted(features)}"
+                f"{(missing[0] if missing else text_key)!r}; it has {sorted(features)}"
             )
-        return text_key
+        return keys
     for key in TEXT_KEYS:
         if key in features:
-            return key
+            return (key,)
     raise ValueError(
         f"`text_classification_data`: cannot tell the text feature of "
         f"{builder_name!r} (features {sorted(features)}); pass `text_key`"
@@ -88,7 +90,9 @@ def text_classification_data(
             (`text`), `"ag_news_subset"` (`description`).
         data_dir: tfds data directory (nothing is downloaded if the data is
             there; tfds' usual download otherwise).
-        text_key: the text feature; guessed from `TEXT_KEYS` when `None`.
+        text_key: the text feature, or a tuple of features joined with a
+            space (e.g. `("title", "description")` for `ag_news_subset`);
+            guessed from `TEXT_KEYS` when `None`.
         label_key: the label feature (a `ClassLabel`).
         train_split, validation_split, test_split: split names (`None` to
             skip; GLUE's test labels are hidden, so SST-2 evaluates on
@@ -131,7 +135,7 @@ def text_classification_data(
             )
     builder = tfds.builder(name, data_dir=data_dir)
     features = builder.info.features
-    text_key = _text_key(name, features, text_key)
+    text_keys = _text_key(name, features, text_key)
     if label_key not in features or not hasattr(features[label_key], "num_classes"):
         raise ValueError(
             f"`text_classification_data`: {name!r} has no class label "
@@ -144,7 +148,12 @@ def text_classification_data(
             return None
         ds = tfds.load(name, split=split, data_dir=data_dir)
         return ds.map(
-            lambda ex: (ex[text_key], ex[label_key]),
+            lambda ex: (
+                ex[text_keys[0]]
+                if len(text_keys) == 1
+                else tf.strings.reduce_join([ex[key] for key in text_keys], separator=" "),
+                ex[label_key],
+            ),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
 

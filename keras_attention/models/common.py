@@ -6,6 +6,7 @@
   known sequence length, filling in what a variant needs and cannot guess
   (`max_length` for `"low_rank"`, `window_size` for `"regional"`), and
   rejecting unknown names with the list of valid ones.
+- `embed_tokens`: token + position embeddings followed by dropout.
 - `encoder_stack`: `num_layers` `TransformerEncoder` blocks taking any
   registered attention.
 - `classification_head`: mask-aware pooling, dropout and the logits layer
@@ -19,6 +20,9 @@ import keras
 from keras_attention.layers import registry
 from keras_attention.layers.attention_pooling import AttentionPooling
 from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
+from keras_attention.layers.token_and_position_embedding import (
+    TokenAndPositionEmbedding,
+)
 from keras_attention.layers.transformer_encoder import TransformerEncoder
 
 
@@ -170,6 +174,33 @@ def encoder_stack(
     if norm_first:
         x = keras.layers.LayerNormalization(epsilon=1e-5, name=f"{name}_norm")(x)
     return x
+
+
+def embed_tokens(
+    tokens,
+    *,
+    vocabulary_size,
+    sequence_length,
+    hidden_dim,
+    dropout,
+    position,
+    mask_zero=True,
+    name="embedding",
+    dropout_name="embedding_dropout",
+):
+    """Token + position embeddings of `(batch, T)` ids, then dropout.
+
+    With `mask_zero=True` the result carries the padding mask of id 0.
+    """
+    x = TokenAndPositionEmbedding(
+        vocabulary_size,
+        sequence_length,
+        hidden_dim,
+        mask_zero=mask_zero,
+        position=position,
+        name=name,
+    )(tokens)
+    return keras.layers.Dropout(dropout, name=dropout_name)(x)
 
 
 def pool_sequence(x, pooling, num_heads):

@@ -2,9 +2,6 @@
 
 import keras
 
-from keras_attention.layers.token_and_position_embedding import (
-    TokenAndPositionEmbedding,
-)
 from keras_attention.models import common
 
 POOLINGS = ("attention", "mean", "first")
@@ -20,6 +17,7 @@ def text_classifier(
     num_heads=4,
     intermediate_dim=None,
     dropout=0.1,
+    embedding_dropout=None,
     attention="multi_head",
     attention_kwargs=None,
     pooling="attention",
@@ -45,7 +43,9 @@ def text_classifier(
         num_heads: int, attention heads (must divide `hidden_dim`).
         intermediate_dim: int, feed-forward width. Defaults to
             `4 * hidden_dim`.
-        dropout: float in `[0, 1)`.
+        dropout: float in `[0, 1)`, in the blocks and before the head.
+        embedding_dropout: float in `[0, 1)` or `None`, dropout on the
+            summed token + position embeddings. Defaults to `dropout`.
         attention: a registered attention variant name (see
             `keras_attention.layers.available()`), class, config or layer.
         attention_kwargs: dict, extra constructor arguments of the variant;
@@ -81,18 +81,20 @@ def text_classifier(
         )
     common.check_heads(BUILDER, hidden_dim, num_heads)
     common.check_choice(BUILDER, "pooling", pooling, POOLINGS)
+    if embedding_dropout is None:
+        embedding_dropout = dropout
+    common.check_rate(BUILDER, "embedding_dropout", embedding_dropout)
     intermediate_dim = intermediate_dim or 4 * hidden_dim
 
     tokens = keras.Input((sequence_length,), dtype="int32", name="tokens")
-    x = TokenAndPositionEmbedding(
-        vocabulary_size,
-        sequence_length,
-        hidden_dim,
-        mask_zero=True,
+    x = common.embed_tokens(
+        tokens,
+        vocabulary_size=vocabulary_size,
+        sequence_length=sequence_length,
+        hidden_dim=hidden_dim,
+        dropout=embedding_dropout,
         position=position,
-        name="embedding",
-    )(tokens)
-    x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
+    )
     x = common.encoder_stack(
         x,
         builder=BUILDER,

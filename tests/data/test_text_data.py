@@ -59,3 +59,69 @@ def test_errors(kwargs, match):
     with tfds.testing.mock_data(num_examples=8):
         with pytest.raises(ValueError, match=match):
             text_classification_data("glue/sst2", **kwargs)
+
+
+TRAIN = [("Good film!", 1), ("good, GOOD plot", 1), ("bad film", 0), ("Bad good film", 0), ("film", 1), ("nice", 1)]
+VALIDATION = [("bad plot", 0), ("good", 0), ("unseen words", 1), ("film film", 0)]
+
+
+def _sst2(self, split, *args, **kwargs):
+    rows = TRAIN if str(split).startswith("train") else VALIDATION
+    return tf.data.Dataset.from_tensor_slices(
+        {"sentence": [r[0] for r in rows], "label": np.array([r[1] for r in rows], "int64"), "idx": np.arange(len(rows), dtype="int32")}
+    )
+
+
+def test_token_ids_and_baseline_hand_computed():
+    with tfds.testing.mock_data(as_dataset_fn=_sst2):
+        data = text_classification_data("glue/sst2", sequence_length=4, vocabulary_size=100, batch_size=2)
+    # Counts on the training text (lower-cased, punctuation stripped):
+    # good 4, film 4, bad 2, plot 1, nice 1 -> ids by frequency.
+    assert data.vocabulary[:2] == ["", "[UNK]"]
+    assert set(data.vocabulary[2:4]) == {"good", "film"} and data.vocabulary[4] == "bad"
+    assert set(data.vocabulary[5:]) == {"plot", "nice"}
+    index = {t: i for i, t in enumerate(data.vocabulary)}
+    expected = np.array([
+        [index["bad"], index["plot"], 0, 0],
+        [index["good"], 0, 0, 0],
+        [1, 1, 0, 0],  # out of vocabulary
+        [index["film"], index["film"], 0, 0],
+    ])
+    ids = np.concatenate([x.numpy() for x, _ in data.validation])
+    np.testing.assert_array_equal(ids, expected)
+    labels = np.concatenate([y.numpy() for _, y in data.validation])
+    np.testing.assert_array_equal(labels, [0, 0, 1, 0])
+    # Training majority class is 1 (4 of 6); it is right on 1 of 4.
+    assert data.majority_accuracy == 0.25
+    assert int(data.train.cardinality()) == 3
+
+
+def test_bigrams_follow_the_words():
+    with tfds.testing.mock_data(as_dataset_fn=_sst2):
+        data = text_classification_data("glue/sst2", sequence_length=6, vocabulary_size=100, batch_size=2, ngrams=2)
+    assert "good film" in data.vocabulary and "bad film" in data.vocabulary
+    index = {t: i for i, t in enumerate(data.vocabulary)}
+    ids = keras.ops.convert_to_numpy(data.vectorizer(["Bad film."]))[0]
+    np.testing.assert_array_equal(ids, [index["bad"], index["film"], index["bad film"], 0, 0, 0])
+
+
+def _ag_news(self, split, *args, **kwargs):
+    return tf.data.Dataset.from_tensor_slices(
+        {"title": ["Stocks up", "Team wins"], "description": ["Markets rally.", "A late goal."], "label": np.array([2, 1], "int64")}
+    )
+
+
+def test_joined_text_features():
+    with tfds.testing.mock_data(as_dataset_fn=_ag_news):
+        data = text_classification_data(
+            "ag_news_subset", text_key=("title", "description"), validation_split="test",
+            sequence_length=6, vocabulary_size=50, batch_size=1,
+        )
+    texts, labels = next(iter(data.raw_evaluation))
+    assert texts.numpy()[0].decode() == "Stocks up Markets rally."
+    index = {t: i for i, t in enumerate(data.vocabulary)}
+    first = next(iter(data.validation))[0].numpy()[0]
+    np.testing.assert_array_equal(first, [index[w] for w in ["stocks", "up", "markets", "rally"]] + [0, 0])
+    with pytest.raises(ValueError, match="no feature 'summary'"):
+        with tfds.testing.mock_data(as_dataset_fn=_ag_news):
+            text_classification_data("ag_news_subset", text_key=("title", "summary"))
