@@ -5,6 +5,7 @@ from keras import ops
 
 # Keras keeps the mask-attribute helpers out of its public API; the version
 # is pinned, and `keras.layers.MultiHeadAttention` relies on the same call.
+from keras.src.backend.common.masking import get_keras_mask
 from keras.src.backend.common.masking import set_keras_mask
 
 from keras_attention.layers.registry import register_attention
@@ -132,6 +133,57 @@ def mask_queries(layer, query, query_mask, output, scores=None):
     return output, scores
 
 
+def _multi_head_cache_limitation(layer, query_length, causal):
+    if layer.position_encoding is not None:
+        return (
+            f"`position_encoding={layer.position_encoding!r}` takes the "
+            "positions of queries and keys from their indices in the call"
+        )
+    if layer.window_size is not None:
+        return "`window_size` is measured on the indices of queries and keys"
+    return None
+
+
+def _linear_cache_limitation(layer, query_length, causal):
+    if query_length == 1 or not causal:
+        return None
+    return (
+        "linear attention sums the keys once for all queries, so only a "
+        "key padding mask reaches it: a causal cached call past the prefill "
+        "(whose `cache_update_index` is the int 0) takes one new token at a "
+        f"time. Received {query_length} query positions"
+    )
+
+
+# What keeps the shipped variants from running new queries against a key/value
+# cache (by registry name; see `BaseAttention.cache_limitation`). Each entry
+# maps `(layer, query_length, causal)` to the reason, or `None` when it can.
+_CACHE_LIMITATIONS = {
+    "multi_head": _multi_head_cache_limitation,
+    "linear": _linear_cache_limitation,
+    "low_rank": lambda layer, query_length, causal: (
+        "it projects the whole key axis (a fixed `max_length`) to `rank` "
+        "rows, so every new key changes every compressed row"
+    ),
+    "regional": lambda layer, query_length, causal: (
+        "its windows and regions are laid out on the indices of queries and "
+        "keys in the call"
+    ),
+    "sparse": lambda layer, query_length, causal: (
+        None
+        if layer.pattern == "topk"
+        else f"its block pattern (`pattern={layer.pattern!r}`) is laid out on "
+        "the indices of queries and keys in the call"
+    ),
+}
+
+
+def _is_static_zero(index):
+    return (
+        isinstance(index, int) and not isinstance(index, bool) and index == 0
+    )
+
+
 @register_attention("base", public=False)
 class BaseAttention(keras.layers.Layer):
     """Multi-head attention shell: projections, heads, masks, checks, config.
@@ -180,10 +232,41 @@ class BaseAttention(keras.layers.Layer):
         return_attention_scores: bool, also return the attention weights
             `(batch, num_heads, Tq, Tv)` when the variant has them.
         training: bool, whether dropout is active.
+        cache: optional key/value cache for incremental decoding, a tensor
+            `(batch, 2, cache_length, num_key_value_heads, key_dim)` holding
+            the projected keys (`cache[:, 0]`) and values (`cache[:, 1]`) of
+            every position (`empty_cache` makes one, `project_cache` fills
+            one from a sequence). Needs `value_dim == key_dim`. See below.
+        cache_update_index: int or scalar int tensor, where the projected
+            `key`/`value` of this call go in `cache`; `None` (with a `cache`)
+            means the cache is used as it is and `key`/`value` are not read.
+
+    Key/value cache: as in KerasHub's `CachedMultiHeadAttention`, three modes.
+    Without `cache`, the layer attends as usual. With `cache` and
+    `cache_update_index=i`, the keys and values of the `Tv` new positions
+    are written into the cache at `i ... i + Tv - 1`, and the `Tq` new
+    queries, at positions `i ... i + Tq - 1`, attend to the positions filled
+    so far (`< i + Tv`), and with `use_causal_mask=True` to those up to
+    their own position only. With `cache` and `cache_update_index=None`
+    (e.g. cross-attention to an encoded source), the queries attend to every
+    cached position. Masks of the cache cover the whole cache:
+    `attention_mask` `(batch, Tq, cache_length)`, `value_mask`/`key_mask`
+    `(batch, cache_length)`; `query_mask` masks the new queries.
+    A call whose `cache_update_index` is the Python int `0` (prefilling the
+    cache with a prompt) attends exactly like a call without cache, so it
+    works for every variant; the other cached calls run `attend()` on the
+    new queries against every cached position with a mask of absolute
+    positions, which is exact for variants whose `attend()` does not take
+    positions from tensor indices (see `cache_limitation`); the others raise
+    a `ValueError` naming the reason. Decoding step by step this way gives
+    what one causal call over the whole sequence gives.
 
     Returns:
         The attended output `(batch, Tq, output_shape)`, and with
-        `return_attention_scores=True` the tuple `(output, scores)`.
+        `return_attention_scores=True` the tuple `(output, scores)`. With a
+        `cache`, the updated cache comes last: `(output, cache)` or
+        `(output, scores, cache)`, the scores then covering the whole cache
+        `(batch, num_heads, Tq, cache_length)`.
     """
 
     # Whether `attend()` can produce attention weights.
@@ -406,9 +489,26 @@ class BaseAttention(keras.layers.Layer):
         use_causal_mask=False,
         return_attention_scores=False,
         training=None,
+        cache=None,
+        cache_update_index=None,
     ):
         if key is None:
             key = value
+        if cache is not None or cache_update_index is not None:
+            return self._call_with_cache(
+                query,
+                value,
+                key,
+                query_mask,
+                value_mask,
+                key_mask,
+                attention_mask,
+                use_causal_mask,
+                return_attention_scores,
+                training,
+                cache,
+                cache_update_index,
+            )
         # `build` checks the shapes once; a built layer called on other
         # inputs would otherwise fail inside a projection, with its message.
         self._check_input_shapes(
@@ -450,15 +550,21 @@ class BaseAttention(keras.layers.Layer):
             return_attention_scores=return_attention_scores,
             training=training,
         )
+        return self._finish(
+            query, query_mask, out, scores, return_attention_scores
+        )
+
+    def _finish(self, query, query_mask, out, scores, return_scores, *extra):
+        """Output projection, masked queries zeroed, the call's results."""
         out = self.output_dense(out)
         # After the output projection, so masked queries give zeros rather
         # than the projection's bias.
         out, scores = mask_queries(self, query, query_mask, out, scores)
         if query_mask is not None:
             set_keras_mask(out, query_mask)
-        if return_attention_scores:
-            return out, scores
-        return out
+        results = (out, scores) if return_scores else (out,)
+        results += extra
+        return results if len(results) > 1 else out
 
     def compute_output_shape(self, query_shape, value_shape, key_shape=None):
         key_shape = value_shape if key_shape is None else key_shape
@@ -478,9 +584,13 @@ class BaseAttention(keras.layers.Layer):
         use_causal_mask=False,
         return_attention_scores=False,
         training=None,
+        cache=None,
+        cache_update_index=None,
     ):
         key_shape = None if key is None else key.shape
         shape = self.compute_output_shape(query.shape, value.shape, key_shape)
+        if cache is not None or cache_update_index is not None:
+            self._check_cache(cache, query, value, cache_update_index)
         self.check_call_arguments(
             tuple(value.shape),
             tuple(value.shape if key is None else key.shape),
@@ -495,11 +605,305 @@ class BaseAttention(keras.layers.Layer):
                     "compute attention weights; it cannot honour "
                     "`return_attention_scores=True`."
                 )
-            scores_shape = self.attention_scores_shape(query.shape, value.shape)
-            return output, keras.KerasTensor(
-                scores_shape, dtype=self.compute_dtype
+            scores_shape = self.attention_scores_shape(
+                query.shape, value.shape if cache is None else cache.shape[1:]
             )
+            scores = keras.KerasTensor(scores_shape, dtype=self.compute_dtype)
+            if cache is not None:
+                return output, scores, self._cache_spec(cache)
+            return output, scores
+        if cache is not None:
+            return output, self._cache_spec(cache)
         return output
+
+    def _cache_spec(self, cache):
+        return keras.KerasTensor(tuple(cache.shape), dtype=self.compute_dtype)
+
+    # ------------------------------------------------------------------
+    # key/value cache
+    # ------------------------------------------------------------------
+    def cache_limitation(self, query_length, causal):
+        """Hook: why cached calls past the prefill can't run, or `None`.
+
+        A cached call past the prefill runs `attend()` on the new queries
+        against every cached position, with positions given by a mask. That
+        is exact when `attend()` never takes positions from tensor indices
+        (rotary or ALiBi encodings, windows, block layouts, projections of
+        the key axis do). The shell answers for the variants shipped with
+        the package (by registry name) and lets every other subclass run; a
+        subclass overrides this to declare its own limits.
+
+        Args:
+            query_length: int or `None`, the number of new query positions.
+            causal: bool, whether each query sees the cache up to its own
+                position (a per-query mask) rather than all of it.
+
+        Returns:
+            `None`, or a str saying what prevents it.
+        """
+        limitation = _CACHE_LIMITATIONS.get(getattr(self, "registry_name", None))
+        if limitation is None:
+            return None
+        return limitation(self, query_length, causal)
+
+    def check_cache_support(self, query_length=1, causal=True):
+        """Raises a `ValueError` unless cached decoding steps can run.
+
+        Args:
+            query_length: int, the number of new query positions per step.
+            causal: bool, whether the steps are causal self-attention.
+        """
+        reason = self.cache_limitation(query_length, causal)
+        if reason is not None:
+            variant = getattr(self, "registry_name", None)
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}"
+                + (f", variant {variant!r}" if variant else "")
+                + ") cannot decode step by step with a key/value cache: "
+                f"{reason}. Decode without a cache (a full forward pass per "
+                "step), or use a variant that can (e.g. 'multi_head')."
+            )
+
+    def _check_cache_layout(self):
+        if self.value_dim != self.key_dim:
+            raise _shape_error(
+                self,
+                "cache",
+                "needs `value_dim == key_dim` (keys and values share one "
+                "cache tensor)",
+                f"key_dim={self.key_dim}, value_dim={self.value_dim}",
+            )
+
+    def empty_cache(self, batch_size, length, dtype=None):
+        """A zero key/value cache for `length` positions.
+
+        Args:
+            batch_size: int or scalar int tensor.
+            length: positive int, the cache length (prompt + new tokens).
+            dtype: the cache dtype; defaults to the compute dtype.
+
+        Returns:
+            Zeros `(batch_size, 2, length, num_key_value_heads, key_dim)`.
+        """
+        self._check_cache_layout()
+        check_positive_int(type(self), "length", length)
+        return ops.zeros(
+            (batch_size, 2, length, self.num_key_value_heads, self.key_dim),
+            dtype=dtype or self.compute_dtype,
+        )
+
+    def project_cache(self, value, key=None):
+        """The key/value cache of a whole sequence (e.g. an encoded source).
+
+        Computes the key and value projections once, for cross-attention
+        calls with `cache_update_index=None`.
+
+        Args:
+            value: tensor `(batch, Tv, value_features)`.
+            key: optional tensor `(batch, Tv, key_features)`; defaults to
+                `value`.
+
+        Returns:
+            `(batch, 2, Tv, num_key_value_heads, key_dim)`.
+        """
+        self._check_cache_layout()
+        key = value if key is None else key
+        if not self.built:
+            self.build(value.shape, value.shape, key.shape)
+        # The projections do not take masks; keep those of the caller's
+        # tensors for their other consumers.
+        masks = [(t, get_keras_mask(t)) for t in (value, key)]
+        for tensor, _ in masks:
+            set_keras_mask(tensor, None)
+        cache = ops.stack([self.key_dense(key), self.value_dense(value)], axis=1)
+        for tensor, mask in masks:
+            if mask is not None:
+                set_keras_mask(tensor, mask)
+        return cache
+
+    def _check_cache(self, cache, query, value, cache_update_index):
+        if cache is None:
+            raise _shape_error(
+                self,
+                "cache_update_index",
+                "needs a `cache`",
+                f"cache=None, cache_update_index={cache_update_index!r}",
+            )
+        self._check_cache_layout()
+        shape = tuple(cache.shape)
+        expected = (
+            query.shape[0],
+            2,
+            None,
+            self.num_key_value_heads,
+            self.key_dim,
+        )
+        if len(shape) != 5 or any(
+            have is not None and want is not None and have != want
+            for have, want in zip(shape, expected)
+        ):
+            raise _shape_error(
+                self,
+                "cache",
+                "must have shape (batch, 2, cache_length, "
+                f"num_key_value_heads={self.num_key_value_heads}, "
+                f"key_dim={self.key_dim})",
+                f"cache.shape={shape}",
+            )
+        length = shape[2]
+        if length is None:
+            raise _shape_error(
+                self,
+                "cache",
+                "must have a static length (axis 2)",
+                f"cache.shape={shape}",
+            )
+        if cache_update_index is None:
+            return
+        new = value.shape[1]
+        if new is not None and new > length:
+            raise _shape_error(
+                self,
+                "value",
+                f"must not have more positions than the cache ({length})",
+                f"value.shape={tuple(value.shape)}",
+            )
+        if isinstance(cache_update_index, int) and not isinstance(
+            cache_update_index, bool
+        ):
+            if not 0 <= cache_update_index <= length - (new or 0):
+                raise _shape_error(
+                    self,
+                    "cache_update_index",
+                    f"must be in [0, {length} - new positions]",
+                    f"cache_update_index={cache_update_index}",
+                )
+
+    def _cache_key_mask(self, argument, mask, batch, length):
+        """A `(batch, cache_length)` key mask over the whole cache."""
+        if mask is None:
+            return None
+        if len(mask.shape) == 2 and mask.shape[1] not in (None, length):
+            raise _shape_error(
+                self,
+                argument,
+                f"must cover the whole cache, (batch, {length}), in a cached "
+                "call (a mask of the new positions only would not hide them "
+                "from later calls); with Keras masks, mask the queries with "
+                "`query_mask` and the cached positions with `attention_mask`",
+                f"{argument}.shape={tuple(mask.shape)}",
+            )
+        check_mask(self, argument, mask, (batch, length))
+        return ops.cast(mask, "bool")
+
+    def _call_with_cache(
+        self,
+        query,
+        value,
+        key,
+        query_mask,
+        value_mask,
+        key_mask,
+        attention_mask,
+        use_causal_mask,
+        return_attention_scores,
+        training,
+        cache,
+        index,
+    ):
+        self._check_input_shapes(
+            tuple(query.shape), tuple(value.shape), tuple(key.shape)
+        )
+        self._check_cache(cache, query, value, index)
+        if attention_mask is not None:
+            attention_mask = ops.convert_to_tensor(attention_mask)
+        for tensor in (query, value, key):
+            set_keras_mask(tensor, None)
+        if return_attention_scores and not self.supports_attention_scores:
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}) does not "
+                "compute attention weights; it cannot honour "
+                "`return_attention_scores=True`."
+            )
+        cache = ops.cast(cache, self.compute_dtype)
+        batch, tq = query.shape[0], query.shape[1]
+        length = cache.shape[2]
+        q = self.query_dense(query)
+        if index is None:
+            if use_causal_mask:
+                raise _shape_error(
+                    self,
+                    "use_causal_mask",
+                    "needs a `cache_update_index` (a cache used as it is has "
+                    "no position for the queries)",
+                    "use_causal_mask=True, cache_update_index=None",
+                )
+            new = None
+            k, v = cache[:, 0], cache[:, 1]
+        else:
+            self.check_call_arguments(
+                tuple(value.shape), tuple(key.shape), None, use_causal_mask
+            )
+            new = value.shape[1]
+            k_new = ops.cast(self.key_dense(key), cache.dtype)
+            v_new = ops.cast(self.value_dense(value), cache.dtype)
+            start = (0, index, 0, 0)
+            k = ops.slice_update(cache[:, 0], start, k_new)
+            v = ops.slice_update(cache[:, 1], start, v_new)
+            cache = ops.stack([k, v], axis=1)
+        value_mask, key_mask = (
+            self._cache_key_mask(argument, m, batch, length)
+            for argument, m in (("value_mask", value_mask), ("key_mask", key_mask))
+        )
+        mask = merge_masks(
+            self, self.num_heads, query, k, value_mask, key_mask, attention_mask
+        )
+        if _is_static_zero(index):
+            # Prefill: the new positions are the whole sequence so far, so
+            # the call is the uncached one (exact for every variant).
+            out, scores = self.attend(
+                q,
+                k_new,
+                v_new,
+                mask=None if mask is None else mask[..., :new],
+                use_causal_mask=use_causal_mask,
+                return_attention_scores=return_attention_scores,
+                training=training,
+            )
+            if scores is not None and new != length:
+                scores = ops.pad(
+                    scores, ((0, 0), (0, 0), (0, 0), (0, length - new))
+                )
+        else:
+            self.check_cache_support(
+                tq, causal=bool(use_causal_mask) and index is not None
+            )
+            if index is not None:
+                key_positions = ops.arange(length, dtype="int32")[None, :]
+                index = ops.cast(index, "int32")
+                allowed = key_positions < index + new
+                if use_causal_mask:
+                    query_positions = index + ops.arange(tq, dtype="int32")
+                    allowed = ops.logical_and(
+                        allowed, key_positions <= query_positions[:, None]
+                    )
+                allowed = ops.broadcast_to(
+                    allowed[None, None],
+                    (ops.shape(q)[0], 1, allowed.shape[0], length),
+                )
+                mask = allowed if mask is None else ops.logical_and(mask, allowed)
+            out, scores = self.attend(
+                q,
+                k,
+                v,
+                mask=mask,
+                use_causal_mask=False,
+                return_attention_scores=return_attention_scores,
+                training=training,
+            )
+        return self._finish(
+            query, query_mask, out, scores, return_attention_scores, cache
+        )
 
     def check_call_arguments(
         self, value_shape, key_shape, attention_mask, use_causal_mask

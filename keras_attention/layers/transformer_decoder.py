@@ -1,13 +1,20 @@
 """A transformer decoder block that takes any attention variant."""
 
 import keras
+from keras import ops
 from keras.src.backend.common.masking import get_keras_mask
 from keras.src.backend.common.masking import set_keras_mask
 
 from keras_attention.layers.transformer_block import AttentionSpec
 from keras_attention.layers.transformer_block import TransformerBlock
+from keras_attention.layers.transformer_block import _call_parameters
 from keras_attention.layers.transformer_block import _fail
 from keras_attention.layers.transformer_block import _serialize_kwargs
+
+
+def _positions(cache):
+    """A stand-in `(batch, cache_length, 1)` sequence for a cache's shape."""
+    return keras.KerasTensor((cache.shape[0], cache.shape[2], 1))
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -86,13 +93,41 @@ class TransformerDecoder(TransformerBlock):
             self-attention. Defaults to `True`.
         return_attention_scores: bool, also return the attention weights.
         training: bool, whether dropout is active.
+        self_attention_cache: optional key/value cache of the
+            self-attention, `(batch, 2, cache_length, kv_heads, head_dim)`
+            (`self_attention_layer.empty_cache(batch, length)` makes one),
+            for decoding step by step; see `BaseAttention`.
+        self_attention_cache_update_index: int or scalar int tensor, the
+            position of the first token of `decoder_sequence` (where its
+            keys and values go in the cache). `0` as a Python int prefills
+            the cache with a prompt.
+        cross_attention_cache: optional key/value cache of the
+            cross-attention, `(batch, 2, source_len, kv_heads, head_dim)`,
+            usually `compute_cross_attention_cache(encoder_sequence)`,
+            computed once per source. With
+            `cross_attention_cache_update_index=None` it is used as it is,
+            and `encoder_sequence` may be left out (give
+            `encoder_padding_mask` for a padded source).
+        cross_attention_cache_update_index: int or scalar int tensor, where
+            the projected `encoder_sequence` goes in `cross_attention_cache`,
+            or `None` (the default) to use the cache as it is.
+
+    With caches, `decoder_attention_mask` covers the whole self-attention
+    cache, `(batch, target_len, cache_length)`, the causal mask follows the
+    absolute positions, and the decoder padding masks the new queries only
+    (right padding never reaches a real token through a causal mask; mask
+    cached positions with `decoder_attention_mask`). Decoding step by step
+    with caches gives what one causal call over the whole target sequence
+    gives.
 
     Returns:
         A tensor `(batch, target_len, hidden_dim)`. With
         `return_attention_scores=True`, the tuple
         `(output, self_attention_scores, cross_attention_scores)` for an
         encoder-decoder block, `(output, self_attention_scores)` for a
-        decoder-only block.
+        decoder-only block. With caches, the updated caches follow, in the
+        order `self_attention_cache`, `cross_attention_cache` (those given):
+        e.g. `(output, self_attention_cache, cross_attention_cache)`.
 
     Example:
 
@@ -211,8 +246,59 @@ class TransformerDecoder(TransformerBlock):
         """Whether the block was built with an encoder sequence."""
         return self.cross_attention_layer is not None
 
-    def _check_encoder(self, encoder_sequence, *encoder_arguments):
+    def compute_cross_attention_cache(self, encoder_sequence):
+        """The cross-attention key/value cache of an encoded source.
+
+        The keys and values of the source, projected once, for calls with
+        `cross_attention_cache=...` (and no update index) at every decoding
+        step.
+
+        Args:
+            encoder_sequence: tensor `(batch, source_len, encoder_dim)`.
+
+        Returns:
+            `(batch, 2, source_len, kv_heads, head_dim)`.
+        """
+        if not self.has_cross_attention:
+            raise _fail(
+                self,
+                "encoder_sequence",
+                "needs a block with a cross-attention sub-layer (built with "
+                "an encoder sequence)",
+                "a decoder-only block",
+            )
+        layer = self._cached_attention_layer(
+            self.cross_attention_layer, "cross_attention_cache"
+        )
+        return layer.project_cache(encoder_sequence)
+
+    def _cached_attention_layer(self, layer, argument):
+        if "cache" not in _call_parameters(layer) or not hasattr(
+            layer, "project_cache"
+        ):
+            raise _fail(
+                self,
+                argument,
+                "needs an attention layer built on `BaseAttention` (its call "
+                "takes a key/value `cache`)",
+                f"{type(layer).__name__}",
+            )
+        return layer
+
+    def _check_encoder(
+        self, encoder_sequence, *encoder_arguments, cross_cached=False
+    ):
         if not self.built:
+            return
+        if cross_cached and not self.has_cross_attention:
+            raise _fail(
+                self,
+                "cross_attention_cache",
+                "must not be given: the layer was built without an encoder "
+                "sequence (decoder-only, no cross-attention sub-layer)",
+                "a cross_attention_cache",
+            )
+        if cross_cached:
             return
         if encoder_sequence is None and self.has_cross_attention:
             raise _fail(
@@ -252,53 +338,105 @@ class TransformerDecoder(TransformerBlock):
         use_causal_mask=True,
         return_attention_scores=False,
         training=None,
+        self_attention_cache=None,
+        self_attention_cache_update_index=None,
+        cross_attention_cache=None,
+        cross_attention_cache_update_index=None,
     ):
         self._check_sequence("decoder_sequence", decoder_sequence.shape)
+        static_cross = (
+            cross_attention_cache is not None
+            and cross_attention_cache_update_index is None
+        )
         self._check_encoder(
             encoder_sequence,
             ("encoder_padding_mask", encoder_padding_mask),
             ("encoder_attention_mask", encoder_attention_mask),
+            cross_cached=cross_attention_cache is not None,
+        )
+        self._check_cache_arguments(
+            encoder_sequence,
+            self_attention_cache,
+            self_attention_cache_update_index,
+            cross_attention_cache,
+            cross_attention_cache_update_index,
         )
         decoder_keras_mask = get_keras_mask(decoder_sequence)
         decoder_padding = self._padding(
             "decoder_padding_mask", decoder_sequence, decoder_padding_mask
         )
         encoder_keras_mask = None
-        if encoder_sequence is not None:
+        encoder_padding = None
+        if encoder_sequence is not None and self.has_cross_attention:
             self._check_sequence("encoder_sequence", encoder_sequence.shape)
             encoder_keras_mask = get_keras_mask(encoder_sequence)
             encoder_padding = self._padding(
                 "encoder_padding_mask", encoder_sequence, encoder_padding_mask
             )
+        elif encoder_padding_mask is not None:
+            encoder_padding = ops.cast(encoder_padding_mask, "bool")
         scores = {}
+        caches = {}
 
         def self_attention(x):
-            out, weights = self._attend(
-                self.self_attention_layer,
-                x,
-                x,
-                decoder_padding,
-                decoder_padding,
-                decoder_attention_mask,
-                use_causal_mask,
-                return_attention_scores,
-                training,
-            )
+            if self_attention_cache is None:
+                out, weights = self._attend(
+                    self.self_attention_layer,
+                    x,
+                    x,
+                    decoder_padding,
+                    decoder_padding,
+                    decoder_attention_mask,
+                    use_causal_mask,
+                    return_attention_scores,
+                    training,
+                )
+            else:
+                out, weights, caches["self"] = self._attend_cached(
+                    self.self_attention_layer,
+                    "self_attention_cache",
+                    x,
+                    x,
+                    decoder_padding,
+                    None,
+                    decoder_attention_mask,
+                    use_causal_mask,
+                    return_attention_scores,
+                    training,
+                    self_attention_cache,
+                    self_attention_cache_update_index,
+                )
             scores["self"] = weights
             return out
 
         def cross_attention(x):
-            out, weights = self._attend(
-                self.cross_attention_layer,
-                x,
-                encoder_sequence,
-                decoder_padding,
-                encoder_padding,
-                encoder_attention_mask,
-                False,
-                return_attention_scores,
-                training,
-            )
+            if cross_attention_cache is None:
+                out, weights = self._attend(
+                    self.cross_attention_layer,
+                    x,
+                    encoder_sequence,
+                    decoder_padding,
+                    encoder_padding,
+                    encoder_attention_mask,
+                    False,
+                    return_attention_scores,
+                    training,
+                )
+            else:
+                out, weights, caches["cross"] = self._attend_cached(
+                    self.cross_attention_layer,
+                    "cross_attention_cache",
+                    x,
+                    x if static_cross else encoder_sequence,
+                    decoder_padding,
+                    encoder_padding,
+                    encoder_attention_mask,
+                    False,
+                    return_attention_scores,
+                    training,
+                    cross_attention_cache,
+                    cross_attention_cache_update_index,
+                )
             scores["cross"] = weights
             return out
 
@@ -308,7 +446,7 @@ class TransformerDecoder(TransformerBlock):
         sublayers = [
             (self.self_attention_norm, self_attention, self.self_attention_dropout)
         ]
-        if encoder_sequence is not None:
+        if self.has_cross_attention:
             sublayers.append(
                 (
                     self.cross_attention_norm,
@@ -327,11 +465,82 @@ class TransformerDecoder(TransformerBlock):
             ]
         )
         set_keras_mask(outputs, decoder_keras_mask)
-        if not return_attention_scores:
+        results = [outputs]
+        if return_attention_scores:
+            results.append(scores["self"])
+            if self.has_cross_attention:
+                results.append(scores["cross"])
+        results.extend(caches[k] for k in ("self", "cross") if k in caches)
+        if len(results) == 1:
             return outputs
-        if encoder_sequence is None:
-            return outputs, scores["self"]
-        return outputs, scores["self"], scores["cross"]
+        return tuple(results)
+
+    def _check_cache_arguments(
+        self,
+        encoder_sequence,
+        self_cache,
+        self_index,
+        cross_cache,
+        cross_index,
+    ):
+        for argument, cache, index in (
+            ("self_attention_cache", self_cache, self_index),
+            ("cross_attention_cache", cross_cache, cross_index),
+        ):
+            if cache is None and index is not None:
+                raise _fail(
+                    self,
+                    f"{argument}_update_index",
+                    f"needs a `{argument}`",
+                    f"{argument}=None, {argument}_update_index={index!r}",
+                )
+        if cross_index is not None and encoder_sequence is None:
+            raise _fail(
+                self,
+                "encoder_sequence",
+                "must be given to update `cross_attention_cache` (with "
+                "`cross_attention_cache_update_index`)",
+                "encoder_sequence=None",
+            )
+
+    def _attend_cached(
+        self,
+        layer,
+        argument,
+        query,
+        value,
+        query_mask,
+        value_mask,
+        attention_mask,
+        use_causal_mask,
+        return_attention_scores,
+        training,
+        cache,
+        cache_update_index,
+    ):
+        """Calls an attention layer with a cache: `(output, scores, cache)`."""
+        layer = self._cached_attention_layer(layer, argument)
+        if value is query:
+            # Self-attention, or a cache used as it is (`value` not read):
+            # the decoder's Keras mask covers the new positions, not the
+            # cache, so it must not be taken for the keys'.
+            set_keras_mask(value, None)
+        kwargs = {
+            "query_mask": query_mask,
+            "value_mask": value_mask,
+            "attention_mask": attention_mask,
+            "use_causal_mask": use_causal_mask,
+            "return_attention_scores": return_attention_scores,
+            "cache": cache,
+            "cache_update_index": cache_update_index,
+        }
+        if "training" in _call_parameters(layer):
+            kwargs["training"] = training
+        result = layer(query, value, **kwargs)
+        if return_attention_scores:
+            return result
+        out, cache = result
+        return out, None, cache
 
     def compute_output_shape(
         self, decoder_sequence_shape, encoder_sequence_shape=None
@@ -351,6 +560,10 @@ class TransformerDecoder(TransformerBlock):
         use_causal_mask=True,
         return_attention_scores=False,
         training=None,
+        self_attention_cache=None,
+        self_attention_cache_update_index=None,
+        cross_attention_cache=None,
+        cross_attention_cache_update_index=None,
     ):
         encoder_shape = None if encoder_sequence is None else encoder_sequence.shape
         output = keras.KerasTensor(
@@ -363,18 +576,44 @@ class TransformerDecoder(TransformerBlock):
             encoder_sequence,
             ("encoder_padding_mask", encoder_padding_mask),
             ("encoder_attention_mask", encoder_attention_mask),
+            cross_cached=cross_attention_cache is not None,
         )
-        if not return_attention_scores:
+        self._check_cache_arguments(
+            encoder_sequence,
+            self_attention_cache,
+            self_attention_cache_update_index,
+            cross_attention_cache,
+            cross_attention_cache_update_index,
+        )
+        results = [output]
+        if return_attention_scores:
+            results.append(
+                self._scores_spec(
+                    self.self_attention_layer,
+                    decoder_sequence,
+                    decoder_sequence
+                    if self_attention_cache is None
+                    else _positions(self_attention_cache),
+                )
+            )
+            if self.has_cross_attention:
+                results.append(
+                    self._scores_spec(
+                        self.cross_attention_layer,
+                        decoder_sequence,
+                        encoder_sequence
+                        if cross_attention_cache is None
+                        else _positions(cross_attention_cache),
+                    )
+                )
+        for cache in (self_attention_cache, cross_attention_cache):
+            if cache is not None:
+                results.append(
+                    keras.KerasTensor(tuple(cache.shape), dtype=self.compute_dtype)
+                )
+        if len(results) == 1:
             return output
-        self_scores = self._scores_spec(
-            self.self_attention_layer, decoder_sequence, decoder_sequence
-        )
-        if encoder_sequence is None:
-            return output, self_scores
-        cross_scores = self._scores_spec(
-            self.cross_attention_layer, decoder_sequence, encoder_sequence
-        )
-        return output, self_scores, cross_scores
+        return tuple(results)
 
     def get_config(self):
         config = super().get_config()
