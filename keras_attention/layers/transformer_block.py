@@ -468,6 +468,16 @@ class TransformerBlock(keras.layers.Layer):
             if mask is not None:
                 set_keras_mask(tensor, mask)
 
+    def _check_causal_support(self, layer, sequence):
+        """Lets the attention layer refuse a causal mask in a symbolic call.
+
+        Keras runs `compute_output_spec`, not `call`, on symbolic inputs, so
+        a variant that cannot be causal (e.g. low-rank) would otherwise
+        only fail when the model first runs. Needs a built block.
+        """
+        spec = keras.KerasTensor(sequence.shape, dtype=self.compute_dtype)
+        layer.compute_output_spec(spec, spec, use_causal_mask=True)
+
     def _scores_spec(self, layer, query, value):
         query = keras.KerasTensor(query.shape, dtype=self.compute_dtype)
         value = keras.KerasTensor(value.shape, dtype=self.compute_dtype)

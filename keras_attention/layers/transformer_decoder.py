@@ -585,6 +585,8 @@ class TransformerDecoder(TransformerBlock):
             cross_attention_cache,
             cross_attention_cache_update_index,
         )
+        if use_causal_mask and self.built and self_attention_cache is None:
+            self._check_causal_support(self.self_attention_layer, decoder_sequence)
         results = [output]
         if return_attention_scores:
             results.append(

@@ -187,8 +187,10 @@ class TransformerEncoder(TransformerBlock):
         output = keras.KerasTensor(
             self.compute_output_shape(inputs.shape), dtype=self.compute_dtype
         )
-        if not return_attention_scores:
-            return output
         if not self.built:
             self.build(inputs.shape)
+        if use_causal_mask:
+            self._check_causal_support(self.self_attention_layer, inputs)
+        if not return_attention_scores:
+            return output
         return output, self._scores_spec(self.self_attention_layer, inputs, inputs)

@@ -637,3 +637,14 @@ class TestErrors:
         # Once built, the created layer's own serialization is used.
         block(random_inputs())
         assert block.get_config()["attention"]["module"] == "keras.layers"
+
+
+def test_symbolic_call_refuses_a_causal_mask_the_variant_cannot_apply():
+    # Functional models are built with symbolic calls; the refusal must come
+    # then, not when the model first runs.
+    x = keras.Input((8, 16))
+    block = TransformerEncoder(
+        intermediate_dim=32, num_heads=2, attention="low_rank", attention_kwargs={"max_length": 8, "rank": 4}
+    )
+    with pytest.raises(ValueError, match="use_causal_mask"):
+        block(x, use_causal_mask=True)
