@@ -17,10 +17,15 @@ _LOAD_AND_SERVE = textwrap.dedent(
 
     assert "keras_attention" not in sys.modules
     data = np.load(sys.argv[2])
-    inputs = [tf.constant(data[f"x{i}"]) for i in range(int(sys.argv[3]))]
+    names = sys.argv[3].split(",")
     loaded = tf.saved_model.load(sys.argv[1])  # keep: it owns the variables
-    # Keras exports a multi-input model's endpoint with one list argument.
-    served = loaded.serve(inputs if len(inputs) > 1 else inputs[0])
+    if names[0].startswith("x"):
+        # Keras exports a multi-input model's endpoint with one list argument.
+        inputs = [tf.constant(data[name]) for name in names]
+        served = loaded.serve(inputs if len(inputs) > 1 else inputs[0])
+    else:
+        # A dict-input model's endpoint takes the dict.
+        served = loaded.serve({n[2:]: tf.constant(data[n]) for n in names})
     flat = tf.nest.flatten(served)
     np.savez(sys.argv[4], *[np.asarray(t) for t in flat])
     assert "keras_attention" not in sys.modules, "export needs the package"
@@ -29,6 +34,9 @@ _LOAD_AND_SERVE = textwrap.dedent(
 
 
 def as_list(x):
+    """Outputs as a flat list (dicts in sorted-key order, like tf.nest)."""
+    if isinstance(x, dict):
+        return [x[k] for k in sorted(x)]
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
@@ -51,16 +59,22 @@ def assert_export_roundtrip(model, inputs, tmp_path, atol=1e-5):
     The fresh process imports TensorFlow only (never `keras_attention`), so
     the SavedModel must be self-contained.
     """
-    inputs = as_list(inputs)
-    expected = [keras.ops.convert_to_numpy(y) for y in as_list(model(inputs if len(inputs) > 1 else inputs[0]))]
+    if isinstance(inputs, dict):
+        expected = as_list(model(inputs))
+        arrays = {f"d:{k}": np.asarray(v) for k, v in inputs.items()}
+    else:
+        inputs = as_list(inputs)
+        expected = as_list(model(inputs if len(inputs) > 1 else inputs[0]))
+        arrays = {f"x{i}": np.asarray(x) for i, x in enumerate(inputs)}
+    expected = [keras.ops.convert_to_numpy(y) for y in expected]
     export_dir = os.path.join(str(tmp_path), "export")
     model.export(export_dir, verbose=False)
     data = os.path.join(str(tmp_path), "inputs.npz")
-    np.savez(data, **{f"x{i}": np.asarray(x) for i, x in enumerate(inputs)})
+    np.savez(data, **arrays)
     out = os.path.join(str(tmp_path), "served.npz")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
-        [sys.executable, "-c", _LOAD_AND_SERVE, export_dir, data, str(len(inputs)), out],
+        [sys.executable, "-c", _LOAD_AND_SERVE, export_dir, data, ",".join(arrays), out],
         capture_output=True,
         text=True,
         env=env,

@@ -19,3 +19,6 @@ from keras_attention.data.audio import spoken_digit_data
 from keras_attention.data.question_answering import evaluate_question_answering
 from keras_attention.data.question_answering import squad_data
 from keras_attention.data.translation import translation_data
+from keras_attention.data.recommendation import generate_behaviour
+from keras_attention.data.recommendation import movielens_interactions
+from keras_attention.data.recommendation import sequential_recommendation_data

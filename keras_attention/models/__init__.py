@@ -21,3 +21,10 @@ from keras_attention.models.seq2seq import corpus_bleu
 from keras_attention.models.seq2seq import export_translator
 from keras_attention.models.seq2seq import seq2seq
 from keras_attention.models.seq2seq import translate
+from keras_attention.models.sequential_recommender import compile_sequential_recommender
+from keras_attention.models.sequential_recommender import sequential_recommender
+from keras_attention.models.ranking import ranking_metrics
+from keras_attention.models.ranking import rating_metrics
+from keras_attention.models.recommendation_baselines import fit_matrix_factorization
+from keras_attention.models.recommendation_baselines import matrix_factorization
+from keras_attention.models.recommendation_baselines import popularity_scores
