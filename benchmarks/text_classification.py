@@ -33,13 +33,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+from training import default_data_dir  # noqa: E402
+from training import time_budget  # noqa: E402
+
 DEFAULT_VARIANTS = ("multi_head", "linear", "low_rank", "regional")
-
-
-def default_data_dir():
-    return os.environ.get("KERAS_ATTENTION_DATA_DIR") or os.path.join(
-        os.path.dirname(ROOT), "shared", "tfds"
-    )
 
 
 def parse_arguments(argv=None):
@@ -68,25 +66,6 @@ def parse_arguments(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="steps per epoch (default: the whole training split)")
     return parser.parse_args(argv)
-
-
-class TimeBudget:
-    """A Keras callback that stops training once `seconds` have passed."""
-
-    def __new__(cls, seconds):
-        import keras
-
-        class _TimeBudget(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.start = time.perf_counter()
-                self.stopped = False
-
-            def on_train_batch_end(self, batch, logs=None):
-                if time.perf_counter() - self.start > seconds:
-                    self.stopped = True
-                    self.model.stop_training = True
-
-        return _TimeBudget()
 
 
 def load(args):
@@ -137,7 +116,7 @@ def train_variant(data, variant, args):
         warmup_steps=args.warmup_steps,
         decay_steps=max(1, args.epochs * steps - args.warmup_steps),
     )
-    budget = TimeBudget(args.budget)
+    budget = time_budget(args.budget)
     stopping = keras.callbacks.EarlyStopping(
         monitor="val_accuracy", patience=args.patience, restore_best_weights=True, mode="max"
     )

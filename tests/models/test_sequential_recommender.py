@@ -1,6 +1,7 @@
 """sequential_recommender, its ranking metrics and baselines."""
 
 import doctest
+import importlib
 
 import keras
 import numpy as np
@@ -9,8 +10,6 @@ import pytest
 from model_checks import check_builder_model
 from keras_attention.data.recommendation import generate_behaviour
 from keras_attention.data.recommendation import sequential_recommendation_data
-from keras_attention.models import ranking
-from keras_attention.models import sequential_recommender as sequential_recommender_module
 from keras_attention.models.ranking import ranking_metrics
 from keras_attention.models.ranking import rating_metrics
 from keras_attention.models.ranking import target_ranks
@@ -124,6 +123,8 @@ def test_errors(kwargs, match):
 
 
 def test_docstring_examples():
-    for module in (sequential_recommender_module, ranking):
+    for name in ("sequential_recommender", "ranking"):
+        # The package exports the builder function under the module's name.
+        module = importlib.import_module(f"keras_attention.models.{name}")
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, extraglobs={"keras": keras})
         assert result.failed == 0 and result.attempted > 0
