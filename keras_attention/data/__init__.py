@@ -22,3 +22,7 @@ from keras_attention.data.translation import translation_data
 from keras_attention.data.recommendation import generate_behaviour
 from keras_attention.data.recommendation import movielens_interactions
 from keras_attention.data.recommendation import sequential_recommendation_data
+from keras_attention.data.segmentation import segmentation_data
+from keras_attention.data.speech import CharacterVocabulary
+from keras_attention.data.speech import speech_recognition_data
+from keras_attention.data.video import video_classification_data

@@ -28,3 +28,15 @@ from keras_attention.models.ranking import rating_metrics
 from keras_attention.models.recommendation_baselines import fit_matrix_factorization
 from keras_attention.models.recommendation_baselines import matrix_factorization
 from keras_attention.models.recommendation_baselines import popularity_scores
+from keras_attention.models.image_segmenter import compile_segmenter
+from keras_attention.models.image_segmenter import image_segmenter
+from keras_attention.models.video_classifier import compile_video_classifier
+from keras_attention.models.video_classifier import video_classifier
+from keras_attention.models.multimodal_classifier import multimodal_classifier
+from keras_attention.models.speech_recognizer import CTCLoss
+from keras_attention.models.speech_recognizer import character_error_rate
+from keras_attention.models.speech_recognizer import compile_speech_recognizer
+from keras_attention.models.speech_recognizer import ctc_greedy_decode
+from keras_attention.models.speech_recognizer import speech_recognizer
+from keras_attention.models.speech_recognizer import transcribe
+from keras_attention.models.speech_recognizer import word_error_rate
