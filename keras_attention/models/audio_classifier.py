@@ -1,10 +1,10 @@
 """`audio_classifier`: raw waveforms -> class logits with any attention."""
 
 import keras
-from keras import ops
 
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.spec_augment import SpecAugment
+from keras_attention.models import audio_frontend
 from keras_attention.models import common
 
 BUILDER = "audio_classifier"
@@ -32,8 +32,9 @@ def audio_classifier(
 
     The model takes float waveforms `(batch, num_samples)` (any scale):
     each is divided by its peak amplitude, turned into a log-mel
-    spectrogram (`keras.layers.MelSpectrogram`, `power_to_db`), normalised
-    per mel band, embedded frame by frame (`Dense` + learned positions),
+    spectrogram (`keras.layers.MelSpectrogram`, decibels floored 80 dB below
+    the example's own peak, so an example's features never depend on the
+    rest of its batch), normalised per mel band, embedded frame by frame (`Dense` + learned positions),
     encoded by `num_layers` transformer blocks with the chosen attention
     variant and pooled (attention pooling by default) into logits.
 
@@ -68,40 +69,24 @@ def audio_classifier(
         - [Gong et al., 2021, "AST: Audio Spectrogram Transformer"](
           https://arxiv.org/abs/2104.01778).
     """
-    common.check_positive_int(BUILDER, "num_samples", num_samples)
-    common.check_positive_int(BUILDER, "sample_rate", sample_rate)
-    common.check_positive_int(BUILDER, "num_mel_bins", num_mel_bins)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise common._fail(BUILDER, "num_classes", "must be an int >= 2", f"num_classes={num_classes!r}")
-    frame_length = frame_length or int(0.025 * sample_rate)
-    frame_step = frame_step or int(0.010 * sample_rate)
-    common.check_positive_int(BUILDER, "frame_length", frame_length)
-    common.check_positive_int(BUILDER, "frame_step", frame_step)
-    if frame_length > num_samples:
-        raise common._fail(
-            BUILDER, "frame_length", f"must be at most num_samples={num_samples}",
-            f"frame_length={frame_length}",
-        )
+    frame_length, frame_step, fft_length, _ = audio_frontend.frame_arguments(
+        BUILDER, num_samples, sample_rate, num_mel_bins, frame_length, frame_step
+    )
     common.check_heads(BUILDER, hidden_dim, num_heads)
     common.check_choice(BUILDER, "pooling", pooling, ("attention", "mean", "first"))
-    fft_length = 1 << (frame_length - 1).bit_length()
 
     waves = keras.Input((num_samples,), name="waveform")
-    peak = ops.max(ops.abs(waves), axis=-1, keepdims=True)
-    x = waves / ops.maximum(peak, 1e-6)
-    x = keras.layers.MelSpectrogram(
-        fft_length=fft_length,
-        sequence_stride=frame_step,
-        sequence_length=frame_length,
+    x, _ = audio_frontend.log_mel_features(
+        waves,
+        sample_rate=sample_rate,
         num_mel_bins=num_mel_bins,
-        sampling_rate=sample_rate,
-        power_to_db=True,
-        name="mel_spectrogram",
-    )(x)
-    x = ops.transpose(x, (0, 2, 1))  # (batch, frames, mels)
+        frame_length=frame_length,
+        frame_step=frame_step,
+        fft_length=fft_length,
+    )
     frames = x.shape[1]
-    mean = ops.mean(x, axis=1, keepdims=True)
-    x = (x - mean) / ops.sqrt(ops.var(x, axis=1, keepdims=True) + 1e-5)
     if augmentation:
         x = SpecAugment(
             max_time_shift=max(1, frames // 10),
