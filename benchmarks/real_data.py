@@ -78,7 +78,8 @@ def main(argv=None):
             accuracy = sum(r["test"]["accuracy"] for r in runs) / len(runs)
             majority = sum(r["baselines"]["majority_class_accuracy"] for r in runs) / len(runs)
             seconds = sum(r["train_seconds"] for r in runs)
-            label = f"{accuracy:.4f}" + (f" (folds {', '.join(f'{r['test']['accuracy']:.3f}' for r in runs)})" if len(runs) > 1 else "")
+            folds = ", ".join(f"{r['test']['accuracy']:.3f}" for r in runs)
+            label = f"{accuracy:.4f}" + (f" (folds {folds})" if len(runs) > 1 else "")
             print(f"| {check} | {variant} | {label} | {majority:.4f} | {seconds:.0f} |", flush=True)
 
 
