@@ -26,6 +26,7 @@ def audio_classifier(
     attention_kwargs=None,
     pooling="attention",
     augmentation=False,
+    subsampling=1,
     name=BUILDER,
 ):
     """A transformer over log-mel frames; the front end is inside the model.
@@ -52,6 +53,10 @@ def audio_classifier(
         pooling: `"attention"`, `"mean"` or `"first"`.
         augmentation: bool, `SpecAugment` (time shift, time and frequency
             masks) on the normalised features in training.
+        subsampling: 1, 2 or 4; above 1, stride-2 3x3 convolutions
+            (`hidden_dim // 2` filters) over time and mel bands before the
+            frame embedding (local time-frequency patterns, and
+            `subsampling` times fewer frames to attend over).
         name: model name.
 
     Returns:
@@ -76,6 +81,7 @@ def audio_classifier(
     )
     common.check_heads(BUILDER, hidden_dim, num_heads)
     common.check_choice(BUILDER, "pooling", pooling, ("attention", "mean", "first"))
+    common.check_choice(BUILDER, "subsampling", subsampling, (1, 2, 4))
 
     waves = keras.Input((num_samples,), name="waveform")
     x, _ = audio_frontend.log_mel_features(
@@ -94,6 +100,8 @@ def audio_classifier(
             max_freq_mask=max(1, num_mel_bins // 16),
             name="spec_augment",
         )(x)
+    x = audio_frontend.conv_subsampling(x, subsampling, hidden_dim // 2)
+    frames = x.shape[1]
     x = keras.layers.Dense(hidden_dim, name="frame_embedding")(x)
     x = x + PositionEmbedding(frames, name="position_embedding")(x)
     x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)

@@ -6,6 +6,8 @@
   (peak normalisation, `keras.layers.MelSpectrogram`, decibels), the recipe
   of `audio_classifier` computed per example, optionally restricted to each
   waveform's valid samples (`valid_frames`).
+- `conv_subsampling`: stride-2 3x3 convolutions over (frames, mels), the
+  mels then folded into the features.
 - `strided_lengths`: valid lengths after strided convolutions.
 - `LengthMask`: a layer that turns per-example lengths into a Keras padding
   mask, or fills the padded frames of CTC logits with a certain blank.
@@ -54,6 +56,32 @@ def frame_arguments(builder, num_samples, sample_rate, num_mel_bins, frame_lengt
         )
     fft_length = 1 << (frame_length - 1).bit_length()
     return frame_length, frame_step, fft_length, 1 + num_samples // frame_step
+
+
+def conv_subsampling(x, subsampling, channels, name="subsampling"):
+    """Stride-2 3x3 convolutions (GELU) over `(frames, mels)` features.
+
+    `log2(subsampling)` convolutions with `channels` filters and "same"
+    padding; the remaining mel bins are then folded into the features.
+
+    Args:
+        x: symbolic `(batch, frames, mels)` tensor.
+        subsampling: 1, 2 or 4 (1 returns `x` unchanged).
+        channels: int, filters per convolution.
+        name: prefix of the layer names.
+
+    Returns:
+        `(batch, ceil(frames / subsampling), ceil(mels / subsampling) *
+        channels)`.
+    """
+    if subsampling == 1:
+        return x
+    x = ops.expand_dims(x, -1)
+    for i in range(subsampling.bit_length() - 1):
+        x = keras.layers.Conv2D(
+            channels, 3, strides=2, padding="same", activation="gelu", name=f"{name}_conv_{i}"
+        )(x)
+    return keras.layers.Reshape((x.shape[1], x.shape[2] * channels), name=f"{name}_frames")(x)
 
 
 def valid_frames(lengths, *, frame_length, frame_step, fft_length, num_frames):

@@ -153,13 +153,7 @@ def speech_recognizer(
             num_time_masks=2,
             name="spec_augment",
         )(x)
-    x = ops.expand_dims(x, -1)  # (batch, frames, mels, 1)
-    channels = conv_channels or hidden_dim
-    for i, stride in enumerate(strides):
-        x = keras.layers.Conv2D(
-            channels, 3, strides=stride, padding="same", activation="gelu", name=f"subsampling_conv_{i}"
-        )(x)
-    x = keras.layers.Reshape((frames, x.shape[2] * channels), name="subsampled_frames")(x)
+    x = audio_frontend.conv_subsampling(x, subsampling, conv_channels or hidden_dim)
     x = keras.layers.Dense(hidden_dim, name="frame_embedding")(x)
     x = x + PositionEmbedding(frames, name="position_embedding")(x)
     x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)

@@ -12,7 +12,7 @@ class AudioTask(ClassificationTask):
 
     Options: `target` (`"digit"` or `"speaker"`), `split` (`"standard"` or
     `"leave_one_speaker_out"`), `test_speaker`, `num_samples`,
-    `num_mel_bins`, `augmentation`, the encoder sizes, `pooling`, `epochs`, `steps`,
+    `num_mel_bins`, `augmentation`, `subsampling`, the encoder sizes, `pooling`, `epochs`, `steps`,
     `batch_size`, `learning_rate`, `warmup_steps`.
     """
 
@@ -32,6 +32,7 @@ class AudioTask(ClassificationTask):
         "dropout": 0.3,
         "pooling": "attention",
         "augmentation": False,
+        "subsampling": 1,
         "epochs": 30,
         "steps": None,
         "batch_size": 32,
@@ -82,6 +83,7 @@ class AudioTask(ClassificationTask):
             attention_kwargs=attention_kwargs,
             pooling=options["pooling"],
             augmentation=options["augmentation"],
+            subsampling=options["subsampling"],
             name=f"audio_{attention}",
         )
         return self.compile(model, data, options)

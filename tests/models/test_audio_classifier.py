@@ -70,3 +70,18 @@ def test_spoken_digit_splits_on_the_prepared_data():
         spoken_digit_data(data_dir, split="leave_one_speaker_out", test_speaker="nobody")
     with pytest.raises(ValueError, match="digit task"):
         spoken_digit_data(data_dir, target="speaker", split="leave_one_speaker_out", test_speaker=0)
+
+
+def test_conv_subsampling_shortens_the_frames():
+    import keras as _keras
+
+    from keras_attention.models import audio_classifier as build
+
+    model = build(4000, 3, num_mel_bins=16, hidden_dim=16, num_layers=1, num_heads=2, subsampling=2)
+    # 4000 samples at 8 kHz, 10 ms hops: 51 mel frames -> 26 after one stride-2 conv.
+    assert model.get_layer("position_embedding").output.shape[1] == 26
+    assert model.get_layer("subsampling_conv_0").output.shape[1:3] == (26, 8)
+    out = model(_keras.random.normal((2, 4000)))
+    assert tuple(out.shape) == (2, 3)
+    with pytest.raises(ValueError, match="subsampling"):
+        build(4000, 3, subsampling=3)
