@@ -7,15 +7,18 @@ and reports accuracy on the SST-2 validation split (GLUE hides the test
 labels), one row per attention variant, every variant trained with the same
 recipe and the same data in the same process:
 
-- words and bigrams (`TextVectorization(ngrams=2)`) adapted on the
-  training text, 64 ids per sentence (SST-2 sentences are short: 99% of
-  the validation sentences have at most 42 words);
-- a 2-block pre-norm transformer (width 128, 4 heads), attention pooling,
-  dropout on the embeddings and in the blocks;
+- words (`TextVectorization`, 20,000 ids; `--ngrams 2` adds bigrams)
+  adapted on the training text, 64 ids per sentence (SST-2 sentences are
+  short: 99% of the validation sentences have at most 42 words);
+- a 2-block pre-norm transformer (width 64, 4 heads), masked mean pooling,
+  dropout 0.5 on the embeddings and 0.2 in the blocks;
 - AdamW with weight decay, linear warm-up then cosine decay, XLA;
 - early stopping (best weights restored) on a held-out slice of the
   TRAINING split (`--holdout`, default the last 3%): the validation split
-  is never used to choose anything, it is only reported;
+  is never used to choose anything, it is only reported. (SST-2's training
+  split is mostly phrases of its own sentences, so that slice is easier
+  than the validation sentences: it guards against divergence more than
+  it picks the best epoch);
 - a wall-time budget per variant (`--budget`, default 540 s of training).
 
     python benchmarks/text_classification.py
@@ -49,15 +52,15 @@ def parse_arguments(argv=None):
     parser.add_argument("--budget", type=float, default=540.0, help="training seconds per variant")
     parser.add_argument("--holdout", type=int, default=3, help="percent of the training split held out for early stopping")
     parser.add_argument("--sequence-length", type=int, default=64)
-    parser.add_argument("--vocabulary-size", type=int, default=40000)
-    parser.add_argument("--ngrams", type=int, default=2)
-    parser.add_argument("--hidden-dim", type=int, default=128)
+    parser.add_argument("--vocabulary-size", type=int, default=20000)
+    parser.add_argument("--ngrams", type=int, default=1)
+    parser.add_argument("--hidden-dim", type=int, default=64)
     parser.add_argument("--num-layers", type=int, default=2)
     parser.add_argument("--num-heads", type=int, default=4)
-    parser.add_argument("--intermediate-dim", type=int, default=256)
-    parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--embedding-dropout", type=float, default=0.3)
-    parser.add_argument("--pooling", default="attention")
+    parser.add_argument("--intermediate-dim", type=int, default=128)
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--embedding-dropout", type=float, default=0.5)
+    parser.add_argument("--pooling", default="mean")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
