@@ -16,7 +16,8 @@ class TextTask(ClassificationTask):
 
     Options: `sequence_length`, `vocabulary_size`, `ngrams`, `text_key`,
     `label_key`, `train_split`, `validation_split`, `test_split`, and the
-    `text_classifier` sizes, `epochs`, `steps`, `batch_size`,
+    `text_classifier` sizes, `embedding_dropout`, `pooling`, `epochs`,
+    `steps`, `batch_size`,
     `learning_rate`, `warmup_steps`.
     """
 
@@ -24,7 +25,7 @@ class TextTask(ClassificationTask):
     description = "text classification (tfds, e.g. glue/sst2, imdb_reviews, ag_news_subset); raw strings in"
     default_dataset = "glue/sst2"
     defaults = {
-        "sequence_length": 48,
+        "sequence_length": 64,
         "vocabulary_size": 20000,
         "ngrams": None,
         "text_key": None,
@@ -32,13 +33,14 @@ class TextTask(ClassificationTask):
         "train_split": "train",
         "validation_split": "validation",
         "test_split": None,
-        "hidden_dim": 128,
+        "hidden_dim": 64,
         "num_layers": 2,
         "num_heads": 4,
-        "intermediate_dim": 256,
-        "dropout": 0.1,
-        "pooling": "attention",
-        "epochs": 3,
+        "intermediate_dim": 128,
+        "dropout": 0.2,
+        "embedding_dropout": 0.5,
+        "pooling": "mean",
+        "epochs": 4,
         "steps": None,
         "batch_size": 64,
         "learning_rate": 1e-3,
@@ -91,6 +93,7 @@ class TextTask(ClassificationTask):
             attention=attention,
             attention_kwargs=attention_kwargs,
             pooling=options["pooling"],
+            embedding_dropout=options["embedding_dropout"],
             name=f"text_{attention}",
         )
         return self.compile(model, data, options)
