@@ -119,6 +119,17 @@ def segmentation_data(
             mask = mask[..., None]
         mask = tf.image.resize(mask, size, method="nearest")[..., 0]
         mask = tf.cast(mask, tf.int32) - mask_offset
+        # Out-of-range classes would make the loss NaN: fail with the cause.
+        check = tf.debugging.assert_less(
+            tf.reduce_max(mask) + 1,
+            1 + num_classes,
+            message=f"`segmentation_data`: {name!r} has mask values outside [{mask_offset}, "
+            f"{mask_offset + num_classes - 1}] (num_classes={num_classes}, mask_offset={mask_offset})",
+        )
+        with tf.control_dependencies([check, tf.debugging.assert_non_negative(mask, message=(
+            f"`segmentation_data`: {name!r} has mask values below mask_offset={mask_offset}"
+        ))]):
+            mask = tf.identity(mask)
         return tf.ensure_shape(image, image_shape), tf.ensure_shape(mask, size)
 
     def random_flip(image, mask):
