@@ -26,3 +26,4 @@ from keras_attention.data.segmentation import segmentation_data
 from keras_attention.data.speech import CharacterVocabulary
 from keras_attention.data.speech import speech_recognition_data
 from keras_attention.data.video import video_classification_data
+from keras_attention.data.multimodal import image_text_classification_data
