@@ -66,6 +66,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--warmup-steps", type=int, default=300)
     parser.add_argument("--patience", type=int, default=1)
+    parser.add_argument("--ema", type=float, default=None, help="weight moving-average momentum (e.g. 0.999)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="steps per epoch (default: the whole training split)")
     return parser.parse_args(argv)
@@ -118,6 +119,7 @@ def train_variant(data, variant, args):
         weight_decay=args.weight_decay,
         warmup_steps=args.warmup_steps,
         decay_steps=max(1, args.epochs * steps - args.warmup_steps),
+        ema_momentum=args.ema,
     )
     budget = time_budget(args.budget)
     stopping = keras.callbacks.EarlyStopping(

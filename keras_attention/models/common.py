@@ -234,6 +234,7 @@ def compile_model(
     decay_steps=None,
     clipnorm=1.0,
     jit_compile=True,
+    ema_momentum=None,
     **kwargs,
 ):
     """Compiles `model` with AdamW, optional warm-up + cosine decay, XLA.
@@ -250,6 +251,10 @@ def compile_model(
         clipnorm: float or `None`, global gradient-norm clipping.
         jit_compile: bool, XLA compilation (explicit: Keras' `"auto"` means
             no XLA on CPU).
+        ema_momentum: float in `(0, 1)` or `None`; with a float, the
+            optimizer keeps an exponential moving average of the weights
+            and `fit` ends with the averaged weights (Keras'
+            `use_ema=True`), which smooths the last noisy steps.
         **kwargs: passed to `Model.compile`.
 
     Returns:
@@ -263,8 +268,16 @@ def compile_model(
             warmup_target=learning_rate if warmup_steps else None,
             warmup_steps=warmup_steps,
         )
+    if ema_momentum is not None and not (
+        isinstance(ema_momentum, float) and 0.0 < ema_momentum < 1.0
+    ):
+        raise _fail("compile_model", "ema_momentum", "must be a float in (0, 1) or None", f"ema_momentum={ema_momentum!r}")
     optimizer = keras.optimizers.AdamW(
-        learning_rate=schedule, weight_decay=weight_decay, clipnorm=clipnorm
+        learning_rate=schedule,
+        weight_decay=weight_decay,
+        clipnorm=clipnorm,
+        use_ema=ema_momentum is not None,
+        ema_momentum=ema_momentum or 0.99,
     )
     model.compile(
         optimizer=optimizer,
