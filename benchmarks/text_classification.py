@@ -123,7 +123,9 @@ def train_variant(data, variant, args):
     )
     budget = time_budget(args.budget)
     stopping = keras.callbacks.EarlyStopping(
-        monitor="val_accuracy", patience=args.patience, restore_best_weights=True, mode="max"
+        # Restoring the best epoch's raw weights would replace the moving
+        # average that `--ema` ends the fit with.
+        monitor="val_accuracy", patience=args.patience, restore_best_weights=args.ema is None, mode="max"
     )
     train = data.train.repeat() if args.steps else data.train
     start = time.perf_counter()
