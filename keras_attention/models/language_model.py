@@ -148,8 +148,11 @@ def decoder_stack(
             norm_first=True,
             name=f"decoder_{i}",
         )
-        x = block(x) if encoded is None else block(x, encoded)
+        # Built first so that a variant that cannot be causal is refused
+        # here, with the builder's name, before the block's own check.
+        block.build(x.shape, None if encoded is None else encoded.shape)
         _check_causal(builder, block, attention, x.shape)
+        x = block(x) if encoded is None else block(x, encoded)
     return keras.layers.LayerNormalization(epsilon=1e-5, name="decoder_norm")(x)
 
 
@@ -161,12 +164,16 @@ def _check_causal(builder, block, attention, shape):
     try:
         layer.check_call_arguments(tuple(shape), tuple(shape), None, True)
     except ValueError as error:
-        raise common._fail(
-            builder,
-            "attention",
-            f"must support causal self-attention ({error})",
-            f"attention={attention!r}",
-        ) from None
+        raise _not_causal(builder, attention, error) from None
+
+
+def _not_causal(builder, attention, error):
+    return common._fail(
+        builder,
+        "attention",
+        f"must support causal self-attention ({error})",
+        f"attention={attention!r}",
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
