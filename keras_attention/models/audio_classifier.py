@@ -4,6 +4,7 @@ import keras
 
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.spec_augment import SpecAugment
+from keras_attention.layers.speed_perturbation import SpeedPerturbation
 from keras_attention.models import audio_frontend
 from keras_attention.models import common
 
@@ -27,6 +28,8 @@ def audio_classifier(
     pooling="attention",
     augmentation=False,
     subsampling=1,
+    normalization="band",
+    speed_perturbation=0.0,
     name=BUILDER,
 ):
     """A transformer over log-mel frames; the front end is inside the model.
@@ -82,15 +85,20 @@ def audio_classifier(
     common.check_heads(BUILDER, hidden_dim, num_heads)
     common.check_choice(BUILDER, "pooling", pooling, ("attention", "mean", "first"))
     common.check_choice(BUILDER, "subsampling", subsampling, (1, 2, 4))
+    common.check_choice(BUILDER, "normalization", normalization, audio_frontend.NORMALIZATIONS)
 
     waves = keras.Input((num_samples,), name="waveform")
+    x = waves
+    if speed_perturbation:
+        x = SpeedPerturbation(speed_perturbation, name="speed_perturbation")(x)
     x, _ = audio_frontend.log_mel_features(
-        waves,
+        x,
         sample_rate=sample_rate,
         num_mel_bins=num_mel_bins,
         frame_length=frame_length,
         frame_step=frame_step,
         fft_length=fft_length,
+        normalization=normalization,
     )
     frames = x.shape[1]
     if augmentation:

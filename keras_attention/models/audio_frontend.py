@@ -21,6 +21,9 @@ from keras_attention.models import common
 # A logit far enough below 0 that softmax gives it exactly 0 in float32 and
 # that still fits in float16.
 _NEGATIVE = -1e4
+# With normalization="peak", one feature unit is this many decibels.
+_PEAK_UNIT_DB = 20.0
+NORMALIZATIONS = ("band", "peak")
 
 
 def frame_arguments(builder, num_samples, sample_rate, num_mel_bins, frame_length, frame_step):
@@ -117,6 +120,7 @@ def log_mel_features(
     lengths=None,
     top_db=80.0,
     variance_floor=1.0,
+    normalization="band",
 ):
     """Normalised log-mel frames of symbolic waveforms.
 
@@ -125,8 +129,12 @@ def log_mel_features(
     (`keras.layers.MelSpectrogram`), converted to decibels with a floor
     `top_db` below the example's loudest bin (per example, unlike the
     layer's `power_to_db`, which takes the loudest bin of the whole batch),
-    and normalised per mel band to zero mean and unit variance over time
-    (with a variance floor).
+    and normalised: with `normalization="band"`, per mel band to zero mean
+    and unit variance over time (with a variance floor), which removes the
+    example's average spectral envelope (the channel, but also much of the
+    voice); with `"peak"`, only shifted and scaled so that the floor is 0
+    and every 20 dB above it adds 1, which keeps the spectral envelope
+    (e.g. for speaker identification) and makes silence 0.
     With `lengths`, the peak, the floor and the statistics use each
     example's valid samples and frames only (see `valid_frames`) and the
     padded frames are zeros: the valid frames do not depend on anything
@@ -142,7 +150,8 @@ def log_mel_features(
         variance_floor: float, in dB^2, added to each band's variance
             before dividing by its square root: a band that is nearly
             constant (e.g. all at the floor) is not blown up, so tiny
-            numerical differences stay tiny.
+            numerical differences stay tiny (`"band"` only).
+        normalization: `"band"` or `"peak"` (see above).
 
     Returns:
         `(features, frame_lengths)`: the `(batch, frames, num_mel_bins)`
@@ -172,6 +181,8 @@ def log_mel_features(
     if lengths is None:
         floor = ops.max(x, axis=(1, 2), keepdims=True) - top_db
         x = ops.maximum(x, floor)
+        if normalization == "peak":
+            return (x - floor) / _PEAK_UNIT_DB, None
         mean = ops.mean(x, axis=1, keepdims=True)
         return (x - mean) / ops.sqrt(ops.var(x, axis=1, keepdims=True) + variance_floor), None
     frame_lengths = valid_frames(
@@ -181,6 +192,8 @@ def log_mel_features(
     valid = ops.expand_dims(ops.cast(valid, x.dtype), -1)  # (batch, frames, 1)
     floor = ops.max(x * valid - 1e3 * (1.0 - valid), axis=(1, 2), keepdims=True) - top_db
     x = ops.maximum(x, floor)
+    if normalization == "peak":
+        return (x - floor) / _PEAK_UNIT_DB * valid, frame_lengths
     count = ops.maximum(ops.sum(valid, axis=1, keepdims=True), 1.0)
     mean = ops.sum(x * valid, axis=1, keepdims=True) / count
     var = ops.sum(ops.square(x - mean) * valid, axis=1, keepdims=True) / count

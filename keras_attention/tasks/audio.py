@@ -12,7 +12,7 @@ class AudioTask(ClassificationTask):
 
     Options: `target` (`"digit"` or `"speaker"`), `split` (`"standard"` or
     `"leave_one_speaker_out"`), `test_speaker`, `num_samples`,
-    `num_mel_bins`, `augmentation`, `subsampling`, the encoder sizes, `pooling`, `epochs`, `steps`,
+    `num_mel_bins`, `augmentation`, `subsampling`, `normalization`, `speed_perturbation`, the encoder sizes, `pooling`, `epochs`, `steps`,
     `batch_size`, `learning_rate`, `warmup_steps`.
     """
 
@@ -33,6 +33,8 @@ class AudioTask(ClassificationTask):
         "pooling": "attention",
         "augmentation": True,
         "subsampling": 2,
+        "normalization": "band",
+        "speed_perturbation": 0.0,
         "epochs": 80,
         "steps": None,
         "batch_size": 32,
@@ -84,6 +86,8 @@ class AudioTask(ClassificationTask):
             pooling=options["pooling"],
             augmentation=options["augmentation"],
             subsampling=options["subsampling"],
+            normalization=options["normalization"],
+            speed_perturbation=options["speed_perturbation"],
             name=f"audio_{attention}",
         )
         return self.compile(model, data, options)

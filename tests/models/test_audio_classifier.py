@@ -33,6 +33,60 @@ def test_front_end_is_scale_invariant():
     assert np.all(np.isfinite(model.predict(np.zeros_like(waves), verbose=0)))
 
 
+@pytest.mark.parametrize("normalization", ["band", "peak"])
+def test_front_end_matches_numpy(normalization):
+    import keras
+
+    from keras_attention.models import audio_frontend
+
+    waves, _ = _waves()
+    features, _ = audio_frontend.log_mel_features(
+        tf.constant(waves), sample_rate=8000, num_mel_bins=16, frame_length=200, frame_step=80,
+        fft_length=256, normalization=normalization,
+    )
+    peak = np.abs(waves).max(axis=1, keepdims=True)
+    mel = keras.layers.MelSpectrogram(
+        fft_length=256, sequence_stride=80, sequence_length=200, num_mel_bins=16,
+        sampling_rate=8000, power_to_db=False,
+    )(waves / peak)
+    db = 10 * np.log10(np.maximum(np.transpose(keras.ops.convert_to_numpy(mel), (0, 2, 1)), 1e-10))
+    floor = db.max(axis=(1, 2), keepdims=True) - 80.0
+    db = np.maximum(db, floor)
+    if normalization == "peak":
+        expected = (db - floor) / 20.0  # the floor is 0, one unit per 20 dB
+        assert expected.min() >= 0.0 and expected.max() == pytest.approx(4.0)
+    else:
+        expected = (db - db.mean(axis=1, keepdims=True)) / np.sqrt(db.var(axis=1, keepdims=True) + 1.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(features), expected, atol=2e-4)
+
+
+def test_peak_normalization_ignores_samples_past_the_lengths():
+    from keras_attention.models import audio_frontend
+
+    waves, _ = _waves()
+    lengths = np.array([800, 500, 300, 650])
+    noisy = waves.copy()
+    for b, n in enumerate(lengths):
+        noisy[b, n:] = np.random.default_rng(b).normal(0, 5000, 800 - n)
+    arguments = dict(sample_rate=8000, num_mel_bins=16, frame_length=200, frame_step=80, fft_length=256,
+                     lengths=tf.constant(lengths), normalization="peak")
+    clean, frames = audio_frontend.log_mel_features(tf.constant(waves), **arguments)
+    dirty, _ = audio_frontend.log_mel_features(tf.constant(noisy), **arguments)
+    np.testing.assert_allclose(clean.numpy(), dirty.numpy(), atol=1e-4)
+    for b, n in enumerate(frames.numpy()):
+        assert np.all(clean.numpy()[b, n:] == 0.0) and clean.numpy()[b, :n].max() == pytest.approx(4.0)
+
+
+def test_peak_normalization_and_speed_perturbation_train_and_round_trip(tmp_path):
+    model = audio_classifier(800, 3, hidden_dim=16, num_layers=1, num_heads=2, num_mel_bins=16,
+                             normalization="peak", speed_perturbation=0.1, augmentation=True)
+    assert model.get_layer("speed_perturbation").max_change == 0.1
+    compile_classifier(model)
+    waves, labels = _waves()
+    (logits,) = check_builder_model(model, waves, labels, tmp_path)
+    assert logits.shape == (4, 3)
+
+
 def test_fix_length():
     audio = tf.range(5, dtype=tf.int64)
     assert fix_length(audio, 3).numpy().tolist() == [0, 1, 2]
@@ -47,6 +101,8 @@ def test_fix_length():
         ({"frame_length": 5000}, "frame_length"),
         ({"num_heads": 3}, "num_heads"),
         ({"attention": "nope"}, r"audio_classifier.*one of \["),
+        ({"normalization": "global"}, r"audio_classifier.*normalization.*'band', 'peak'"),
+        ({"speed_perturbation": 0.9}, r"SpeedPerturbation: `max_change`"),
     ],
 )
 def test_bad_config(kwargs, match):
