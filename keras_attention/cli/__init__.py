@@ -1,9 +1,9 @@
 """The `keras-attention` command line.
 
-Subcommands: `fit`, `evaluate`, `predict`, `export`, `compare`, `list`,
-`demo`. Every one has `--help`. Exit codes: 0 success, 1 failure (a check
-did not pass, a conversion was impossible), 2 bad usage, 130 interrupted
-(`fit` resumes when re-run).
+Subcommands: `fit`, `evaluate`, `predict`, `export`, `compare`, `tune`,
+`list`, `demo`. Every one has `--help`. Exit codes: 0 success, 1 failure (a
+check did not pass, a conversion was impossible), 2 bad usage, 130
+interrupted (`fit` and `tune` resume when re-run).
 """
 
 import argparse
@@ -17,6 +17,7 @@ from keras_attention.cli import export
 from keras_attention.cli import fit
 from keras_attention.cli import listing
 from keras_attention.cli import predict
+from keras_attention.cli import tune
 from keras_attention.cli.options import UsageError
 from keras_attention.cli.options import add_data_arguments
 from keras_attention.cli.options import add_model_arguments
@@ -37,6 +38,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     fit.add_parser(sub, add_data_arguments, add_model_arguments, add_training_arguments)
     compare.add_parser(sub, add_data_arguments, add_model_arguments, add_training_arguments)
+    tune.add_parser(sub, add_data_arguments)
     evaluate.add_parser(sub)
     predict.add_parser(sub)
     export.add_parser(sub)

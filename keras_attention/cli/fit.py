@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 
+from keras_attention.cli import saved_run
 from keras_attention.cli.options import check_attention
 from keras_attention.cli.options import model_options
 from keras_attention.cli.options import parse_json
@@ -176,22 +177,9 @@ def train(args, log=print):
     train_seconds = time.perf_counter() - start
 
     results = model.evaluate(data.test, return_dict=True, verbose=0)
-    saved = model
-    if data.preprocessor is not None:
-        from keras_attention.models import with_preprocessing
-
-        saved = with_preprocessing(model, data.preprocessor)
-        # Preprocessing such as TextVectorization does not compile with XLA.
-        saved.compile(loss=task.loss(), metrics=task.metrics(), jit_compile=False)
-    model_path = os.path.join(output, "model.keras")
-    saved.save(model_path)
-    export_path = None
-    if not args.no_export:
-        export_path = os.path.join(output, "export")
-        saved.export(export_path, verbose=False)
-    if data.vocabulary is not None:
-        with open(os.path.join(output, "vocabulary.txt"), "w", encoding="utf-8") as f:
-            f.write("\n".join(data.vocabulary))
+    model_path, export_path = saved_run.save_model_files(
+        model, task, data, output, export=not args.no_export
+    )
     maps = _attention_maps(model, task, data, args.maps, os.path.join(output, "attention"))
     metrics = {
         "task": task.name,

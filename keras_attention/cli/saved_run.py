@@ -1,9 +1,38 @@
-"""Finding a `fit` output again: the model file and the run's settings."""
+"""A `fit` output folder: writing its model files, and finding them again
+(the model file and the run's settings)."""
 
 import json
 import os
 
 from keras_attention.cli.options import UsageError
+
+
+def save_model_files(model, task, data, folder, export=True):
+    """Writes a trained model as `fit` does; returns `(model_path, export_path)`.
+
+    `folder/model.keras` (with the task's preprocessing, e.g. the text
+    vectoriser, in front when the data has one, so it takes raw inputs),
+    `folder/export/` (a SavedModel) unless `export=False`, and
+    `folder/vocabulary.txt` when the data has a vocabulary.
+    """
+    os.makedirs(folder, exist_ok=True)
+    saved = model
+    if data.preprocessor is not None:
+        from keras_attention.models import with_preprocessing
+
+        saved = with_preprocessing(model, data.preprocessor)
+        # Preprocessing such as TextVectorization does not compile with XLA.
+        saved.compile(loss=task.loss(), metrics=task.metrics(), jit_compile=False)
+    model_path = os.path.join(folder, "model.keras")
+    saved.save(model_path)
+    export_path = None
+    if export:
+        export_path = os.path.join(folder, "export")
+        saved.export(export_path, verbose=False)
+    if data.vocabulary is not None:
+        with open(os.path.join(folder, "vocabulary.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(data.vocabulary))
+    return model_path, export_path
 
 
 def resolve(model):

@@ -4,7 +4,7 @@ import pytest
 
 from cli_runner import run_cli
 
-SUBCOMMANDS = ["fit", "compare", "evaluate", "predict", "export", "list", "demo"]
+SUBCOMMANDS = ["fit", "compare", "tune", "evaluate", "predict", "export", "list", "demo"]
 
 
 def test_help_lists_every_subcommand():
