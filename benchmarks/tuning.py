@@ -32,8 +32,8 @@ def parse_args(argv=None):
     parser.add_argument("--budget", type=float, default=900, help="seconds in all (default 900)")
     parser.add_argument("--tuner", default="random", choices=("random", "bayesian", "hyperband"))
     parser.add_argument("--max-trials", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per trial and for the default")
-    parser.add_argument("--steps", type=int, default=200, help="steps per epoch (default 200)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per trial and for the default")
+    parser.add_argument("--steps", type=int, default=250, help="steps per epoch (default 250)")
     parser.add_argument("--output", default=os.path.join("runs", "tuning-benchmark"))
     parser.add_argument("--data-dir", default=os.environ.get("KERAS_ATTENTION_DATA_DIR"))
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
