@@ -15,10 +15,9 @@ from conftest import SMALL
 from conftest import TINY
 
 
-@pytest.fixture(scope="module")
-def search(tmp_path_factory, data_dir):
-    directory = str(tmp_path_factory.mktemp("search"))
-    result = tuning.tune(
+def _small_search(directory, data_dir):
+    """Two one-step trials (multi_head or linear) of a tiny ListOps model."""
+    return tuning.tune(
         "listops",
         tuner="random",
         max_trials=2,
@@ -32,6 +31,12 @@ def search(tmp_path_factory, data_dir):
         attention=["multi_head", "linear"],
         **SMALL,
     )
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory, data_dir):
+    directory = str(tmp_path_factory.mktemp("search"))
+    result = _small_search(directory, data_dir)
     return result, directory
 
 
@@ -94,20 +99,7 @@ def test_rerunning_a_finished_search_redoes_nothing(search, data_dir):
         for row in result.rows
     }
     before = {k: os.path.getmtime(v) for k, v in trial_files.items()}
-    again = tuning.tune(
-        "listops",
-        tuner="random",
-        max_trials=2,
-        epochs=1,
-        steps=2,
-        directory=directory,
-        data_dir=data_dir,
-        options=TINY,
-        verbose=0,
-        log=None,
-        attention=["multi_head", "linear"],
-        **SMALL,
-    )
+    again = _small_search(directory, data_dir)
     assert {k: os.path.getmtime(v) for k, v in trial_files.items()} == before
     assert [r["trial"] for r in again.rows] == [r["trial"] for r in result.rows]
     assert again.best_score == result.best_score
