@@ -44,17 +44,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _pairs(pairs):
-    out = {}
-    for pair in pairs:
-        key, _, text = pair.partition("=")
-        try:
-            out[key] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key] = text
-    return out
-
-
 def _test_accuracies(result, data):
     """Test accuracy of every completed trial's best checkpoint."""
     import keras
@@ -78,10 +67,11 @@ def main(argv=None):
     args = parse_args(argv)
     start = time.time()
     from keras_attention import tuning
+    from keras_attention.cli.options import parse_task_options
     from keras_attention.tasks import get_task
 
     task = get_task("listops")
-    options = _pairs(args.option)
+    options = parse_task_options(args.option)
     common = dict(
         epochs=args.epochs,
         steps=args.steps,
@@ -104,7 +94,7 @@ def main(argv=None):
     print(f"[tuning benchmark] {args.tuner} search for {left:.0f} s", flush=True)
     search = tuning.tune(
         task, tuner=args.tuner, max_trials=args.max_trials, max_seconds=left,
-        project_name="search", **common, **_pairs(args.hp),
+        project_name="search", **common, **parse_task_options(args.hp, flag="--hp"),
     )
     data = task.load("listops", args.data_dir, task.options({**options, "epochs": args.epochs}))
     tests = _test_accuracies(search, data)

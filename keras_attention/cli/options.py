@@ -94,13 +94,14 @@ def parse_json(flag, text):
     return value
 
 
-def parse_task_options(pairs):
+def parse_task_options(pairs, flag="--option", example="max_length=256"):
+    """`KEY=VALUE` pairs -> dict; values are read as JSON when they parse."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UsageError(
-                f"--option takes KEY=VALUE (e.g. --option max_length=256). "
+                f"{flag} takes KEY=VALUE (e.g. {flag} {example}). "
                 f"Received: {pair!r}"
             )
         try:

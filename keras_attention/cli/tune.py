@@ -73,21 +73,12 @@ def _check(args):
             raise UsageError(f"--{flag.replace('_', '-')} must be positive. Received: {value}")
     if args.max_seconds is not None and not args.max_seconds > 0:
         raise UsageError(f"--max-seconds must be positive. Received: {args.max_seconds}")
-    arguments = {}
-    for pair in args.hp:
-        key, sep, text = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(
-                f"--hp takes KEY=VALUE (e.g. --hp hidden_dim=64 or "
-                f"--hp 'attention=[\"multi_head\",\"linear\"]'). Received: {pair!r}"
-            )
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
+    arguments = parse_task_options(
+        args.hp, flag="--hp", example="hidden_dim=64 or --hp 'attention=[\"multi_head\",\"linear\"]'"
+    )
+    for key, value in arguments.items():
         if isinstance(value, dict):
-            raise UsageError(f"--hp {key} takes a value or a JSON list. Received: {text!r}")
-        arguments[key] = value
+            raise UsageError(f"--hp {key} takes a value or a JSON list. Received: {json.dumps(value)!r}")
     attention = arguments.get("attention")
     for name in attention if isinstance(attention, list) else [attention] if attention else []:
         check_attention(name)

@@ -81,3 +81,18 @@ def test_docstring():
     for test in doctest.DocTestFinder().find(module, globs=globs):
         runner.run(test)
     assert runner.failures == 0 and runner.tries > 0
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_matches_float32(dtype):
+    ramps = np.tile(np.linspace(-1.0, 1.0, 200, dtype="float32"), (3, 1))
+    rates = np.array([0.9, 1.0, 1.1], "float32")
+    low = SpeedPerturbation.resample(keras.ops.cast(ramps, dtype), rates)
+    assert keras.backend.standardize_dtype(low.dtype) == dtype
+    full = SpeedPerturbation.resample(ramps, rates)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.cast(low, "float32")), keras.ops.convert_to_numpy(full), atol=2e-2
+    )
+    layer = SpeedPerturbation(0.1, seed=0, dtype=dtype)
+    out = layer(keras.ops.cast(ramps, dtype), training=True)
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32"))))
