@@ -531,6 +531,40 @@ class TestConformance(testing.TestCase):
 # --------------------------------------------------------------------------
 # Dtype policies
 # --------------------------------------------------------------------------
+def _unambiguous_top_k_rows(layer, query, value, margin, attention_mask, use_causal_mask):
+    """`(batch, heads, Tq)`: rows whose top-k key set rounding cannot change.
+
+    A row is unambiguous when it has at most `top_k` allowed keys, or when
+    its k-th and (k+1)-th largest float64 logits differ by more than
+    `margin`, chosen about ten times what float16/bfloat16 rounding of the
+    inputs, projections and logits (of order 1 here) can move a logit.
+    """
+    logits = {}
+
+    def record(q, k, v, allowed):
+        kk = np.repeat(k, q.shape[2] // k.shape[2], axis=2)
+        scores = np.einsum("bqhd,bkhd->bhqk", q, kk) / np.sqrt(q.shape[-1])
+        allowed = np.broadcast_to(allowed, scores.shape)
+        logits["masked"] = np.where(allowed, scores, -np.inf)
+        return ref.attention(q, k, v, allowed)
+
+    ref.multi_head(
+        layer,
+        query,
+        value,
+        allowed=attention_mask,
+        use_causal_mask=use_causal_mask,
+        attend=record,
+    )
+    ranked = -np.sort(-logits["masked"], axis=-1)
+    k = layer.top_k
+    if ranked.shape[-1] <= k:
+        return np.ones(ranked.shape[:-1], bool)
+    kth, next_ = ranked[..., k - 1], ranked[..., k]
+    few = ~np.isfinite(next_)  # at most top_k allowed keys: all are kept
+    return few | (np.isfinite(kth) & (kth - next_ > margin))
+
+
 @pytest.mark.parametrize(
     "policy, atol", [("mixed_float16", 2e-2), ("mixed_bfloat16", 1e-1)]
 )
@@ -551,12 +585,22 @@ def test_mixed_precision_close_to_float32(policy, atol, name):
     want, want_weights = ref.to_np(want), ref.to_np(want_weights)
     assert np.isfinite(got).all() and np.isfinite(weights).all()
     if name == "topk":
-        # Rounding can swap a near-tie at the k-th place, so a few rows may
-        # keep another key; nearly all entries must still agree.
-        close = np.isclose(got, want, atol=atol, rtol=atol)
-        assert close.mean() > 0.97, close.mean()
-        close = np.isclose(weights, want_weights, atol=atol)
-        assert close.mean() > 0.97, close.mean()
+        # Which keys a row keeps is only well defined when its k-th and
+        # (k+1)-th logits are further apart than low-precision rounding can
+        # move them; near-ties may flip on one CPU and not on another. Compare
+        # exactly the rows (and the output positions whose heads all are)
+        # that are unambiguous, and require most rows to be so.
+        margin = {"mixed_float16": 0.05, "mixed_bfloat16": 0.2}[policy]
+        stable = _unambiguous_top_k_rows(full, query, value, margin, **kwargs)
+        assert stable.mean() > 0.6, stable.mean()
+        np.testing.assert_allclose(
+            weights[stable], want_weights[stable], atol=atol
+        )
+        positions = stable.all(axis=1)  # (batch, Tq): every head unambiguous
+        assert positions.any()
+        np.testing.assert_allclose(
+            got[positions], want[positions], atol=atol, rtol=atol
+        )
         return
     np.testing.assert_allclose(got, want, atol=atol, rtol=atol)
     np.testing.assert_allclose(weights, want_weights, atol=atol)
