@@ -9,6 +9,8 @@ folds (is a new voice understood?).
 
 import dataclasses
 
+from keras_attention.data.prepared import load_prepared
+
 SPLITS = ("standard", "leave_one_speaker_out")
 TARGETS = ("digit", "speaker")
 
@@ -86,7 +88,7 @@ def spoken_digit_data(
         raise ValueError(f"`spoken_digit_data`: `split` must be one of {SPLITS}. Received: split={split!r}")
     if split == "leave_one_speaker_out" and target != "digit":
         raise ValueError("`spoken_digit_data`: leave-one-speaker-out is a digit task; use target='digit'")
-    source = tfds.load("spoken_digit", split="train", data_dir=data_dir)
+    source = load_prepared("`spoken_digit_data`", "spoken_digit", split="train", data_dir=data_dir)
     names = [
         n.decode()
         for batch in tfds.as_numpy(source.map(lambda ex: ex["audio/filename"]).batch(4096))

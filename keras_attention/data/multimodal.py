@@ -5,6 +5,8 @@ import dataclasses
 
 from keras_attention.data.arguments import check_positive_int
 from keras_attention.data.arguments import image_size_argument
+from keras_attention.data.prepared import load_prepared
+from keras_attention.data.prepared import prepared_builder
 
 WHERE = "`image_text_classification_data`"
 
@@ -95,7 +97,7 @@ def image_text_classification_data(
         ("batch_size", batch_size),
     ):
         check_positive_int(WHERE, argument, value)
-    builder = tfds.builder(name, data_dir=data_dir)
+    builder = prepared_builder(WHERE, name, data_dir)
     features = builder.info.features
     for key in (image_key, text_key, label_key):
         if key not in features:
@@ -108,7 +110,7 @@ def image_text_classification_data(
     image_shape = size + (int(channels),)
 
     def load(split):
-        ds = tfds.load(name, split=split, data_dir=data_dir)
+        ds = load_prepared(WHERE, name, split=split, data_dir=data_dir)
         return ds.map(
             lambda ex: (ex[image_key], ex[text_key], ex[label_key]), num_parallel_calls=tf.data.AUTOTUNE
         )

@@ -40,6 +40,9 @@ import re
 
 import numpy as np
 
+from keras_attention.data.prepared import load_prepared
+from keras_attention.data.prepared import prepared_builder
+
 # `TextVectorization`'s "lower_and_strip_punctuation" pieces.
 STRIP_PUNCTUATION = re.compile(r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')
 _CHUNK = re.compile(r"[^ \t\n\r\f\v]+")
@@ -335,7 +338,7 @@ def squad_data(
             f"(at least question_length + 3 = {question_length + 3}). "
             f"Received: sequence_length={sequence_length}"
         )
-    features = tfds.builder(name, data_dir=data_dir).info.features
+    features = prepared_builder("`squad_data`", name, data_dir).info.features
     missing = [k for k in ("context", "question", "answers") if k not in features]
     if missing:
         raise ValueError(
@@ -344,7 +347,7 @@ def squad_data(
         )
 
     def load(split):
-        return list(tfds.as_numpy(tfds.load(name, split=split, data_dir=data_dir)))
+        return list(tfds.as_numpy(load_prepared("`squad_data`", name, split=split, data_dir=data_dir)))
 
     train_examples = load(train_split)
     contexts = {ex["context"] for ex in train_examples}

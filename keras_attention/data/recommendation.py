@@ -21,6 +21,8 @@ import dataclasses
 
 import numpy as np
 
+from keras_attention.data.prepared import load_prepared
+
 PAD = 0
 
 
@@ -186,7 +188,7 @@ def movielens_interactions(name="movielens/100k-ratings", data_dir=None, split="
 
     if "ratings" not in name:
         raise _fail("movielens_interactions", "name", "must be a MovieLens ratings config (e.g. 'movielens/100k-ratings')", f"name={name!r}")
-    ds = tfds.load(name, split=split, data_dir=data_dir)
+    ds = load_prepared("`movielens_interactions`", name, split=split, data_dir=data_dir)
     ds = ds.map(
         lambda ex: (ex["user_id"], ex["movie_id"], tf.cast(ex["user_rating"], tf.float32), tf.cast(ex["timestamp"], tf.int64))
     ).batch(8192)

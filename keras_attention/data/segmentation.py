@@ -4,6 +4,8 @@ import dataclasses
 
 from keras_attention.data.arguments import check_positive_int
 from keras_attention.data.arguments import image_size_argument
+from keras_attention.data.prepared import load_prepared
+from keras_attention.data.prepared import prepared_builder
 
 # Datasets whose masks need a known offset / class count.
 KNOWN = {
@@ -100,7 +102,7 @@ def segmentation_data(
     mask_offset = mask_offset if mask_offset is not None else known.get("mask_offset", 0)
     if isinstance(mask_offset, bool) or not isinstance(mask_offset, int):
         raise ValueError(f"{where}: `mask_offset` must be an int. Received: mask_offset={mask_offset!r}")
-    builder = tfds.builder(name, data_dir=data_dir)
+    builder = prepared_builder(where, name, data_dir)
     features = builder.info.features
     for key in (image_key, mask_key):
         if key not in features:
@@ -140,7 +142,7 @@ def segmentation_data(
         )
 
     def load(split, training):
-        ds = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=training)
+        ds = load_prepared(where, name, split=split, data_dir=data_dir, shuffle_files=training)
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
         if cache:
             ds = ds.cache()

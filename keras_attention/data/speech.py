@@ -15,6 +15,9 @@ import dataclasses
 
 import numpy as np
 
+from keras_attention.data.prepared import load_prepared
+from keras_attention.data.prepared import prepared_builder
+
 DEFAULT_CHARACTERS = "abcdefghijklmnopqrstuvwxyz' "
 
 
@@ -246,7 +249,7 @@ def speech_recognition_data(
     if not isinstance(vocabulary, CharacterVocabulary):
         raise _fail("vocabulary", "must be a CharacterVocabulary or None", vocabulary)
 
-    builder = tfds.builder(name, data_dir=data_dir)
+    builder = prepared_builder("`speech_recognition_data`", name, data_dir)
     features = builder.info.features
     for argument, key in (("speech_key", speech_key), ("text_key", text_key)):
         if key not in features:
@@ -276,7 +279,7 @@ def speech_recognition_data(
     def load(split, train):
         if not split:
             return None
-        examples = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=train)
+        examples = load_prepared("`speech_recognition_data`", name, split=split, data_dir=data_dir, shuffle_files=train)
         examples = examples.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
         if train:
             examples = examples.filter(fits).shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)

@@ -10,6 +10,9 @@ strings.
 
 import dataclasses
 
+from keras_attention.data.prepared import load_prepared
+from keras_attention.data.prepared import prepared_builder
+
 # Text feature names of common tfds text-classification layouts, in the
 # order they are tried when `text_key` is not given.
 TEXT_KEYS = ("sentence", "text", "description", "content", "review", "document")
@@ -133,7 +136,7 @@ def text_classification_data(
                 f"`text_classification_data`: `{argument}` must be a positive "
                 f"int. Received: {argument}={value!r}"
             )
-    builder = tfds.builder(name, data_dir=data_dir)
+    builder = prepared_builder("`text_classification_data`", name, data_dir)
     features = builder.info.features
     text_keys = _text_key(name, features, text_key)
     if label_key not in features or not hasattr(features[label_key], "num_classes"):
@@ -146,7 +149,7 @@ def text_classification_data(
     def load(split):
         if split is None:
             return None
-        ds = tfds.load(name, split=split, data_dir=data_dir)
+        ds = load_prepared("`text_classification_data`", name, split=split, data_dir=data_dir)
         return ds.map(
             lambda ex: (
                 ex[text_keys[0]]

@@ -22,6 +22,9 @@ sentences) and `test` splits: train on `validation`, evaluate on `test`.
 
 import dataclasses
 
+from keras_attention.data.prepared import load_prepared
+from keras_attention.data.prepared import prepared_builder
+
 START_TOKEN = "[start]"
 END_TOKEN = "[end]"
 FUNCTION = "translation_data"
@@ -184,13 +187,13 @@ def translation_data(
                 f"`{FUNCTION}`: `{argument}` must be an int >= {minimum}. "
                 f"Received: {argument}={value!r}"
             )
-    builder = tfds.builder(name, data_dir=data_dir)
+    builder = prepared_builder("`translation_data`", name, data_dir)
     source_key, target_key = _keys(name, builder.info, source_key, target_key)
 
     def load(split_name):
         if split_name is None:
             return None
-        ds = tfds.load(name, split=split_name, data_dir=data_dir)
+        ds = load_prepared("`translation_data`", name, split=split_name, data_dir=data_dir)
         return ds.map(
             lambda ex: (ex[source_key], ex[target_key]),
             num_parallel_calls=tf.data.AUTOTUNE,

@@ -4,6 +4,8 @@ import dataclasses
 
 from keras_attention.data.arguments import check_positive_int
 from keras_attention.data.arguments import image_size_argument
+from keras_attention.data.prepared import load_prepared
+from keras_attention.data.prepared import prepared_builder
 
 SAMPLINGS = ("uniform", "random")
 
@@ -123,7 +125,7 @@ def video_classification_data(
         raise ValueError(
             f"{where}: `sampling` must be one of {list(SAMPLINGS)}. Received: sampling={sampling!r}"
         )
-    builder = tfds.builder(name, data_dir=data_dir)
+    builder = prepared_builder(where, name, data_dir)
     features = builder.info.features
     for key in (video_key, label_key):
         if key not in features:
@@ -151,7 +153,8 @@ def video_classification_data(
         return tf.ensure_shape(video, shape), tf.ensure_shape(example[label_key], ())
 
     def load(split, training):
-        ds = tfds.load(
+        ds = load_prepared(
+            where,
             name,
             split=split,
             data_dir=data_dir,

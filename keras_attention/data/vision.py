@@ -2,6 +2,9 @@
 
 import dataclasses
 
+from keras_attention.data.prepared import load_prepared
+from keras_attention.data.prepared import prepared_builder
+
 
 @dataclasses.dataclass
 class ImageClassificationData:
@@ -62,7 +65,7 @@ def image_classification_data(
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, data_dir=data_dir)
+    builder = prepared_builder("`image_classification_data`", name, data_dir)
     features = builder.info.features
     for key in (image_key, label_key):
         if key not in features:
@@ -89,7 +92,7 @@ def image_classification_data(
         return tf.ensure_shape(image, shape), example[label_key]
 
     def load(split, training):
-        ds = tfds.load(name, split=split, data_dir=data_dir)
+        ds = load_prepared("`image_classification_data`", name, split=split, data_dir=data_dir)
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()
         if training:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -98,12 +101,12 @@ def image_classification_data(
     train = load(train_split, True)
     test = load(test_split, False)
     counts = np.zeros(num_classes)
-    for _, labels in tfds.load(name, split=train_split, data_dir=data_dir).map(
+    for _, labels in load_prepared("`image_classification_data`", name, split=train_split, data_dir=data_dir).map(
         lambda ex: (0, ex[label_key])
     ).batch(8192):
         counts += np.bincount(labels.numpy(), minlength=num_classes)[:num_classes]
     test_labels = np.concatenate(
-        [labels.numpy() for _, labels in tfds.load(name, split=test_split, data_dir=data_dir).map(
+        [labels.numpy() for _, labels in load_prepared("`image_classification_data`", name, split=test_split, data_dir=data_dir).map(
             lambda ex: (0, ex[label_key])).batch(8192)]
     )
     return ImageClassificationData(
