@@ -44,7 +44,24 @@ def build_parser():
     export.add_parser(sub)
     listing.add_parser(sub)
     demo.add_parser(sub)
+    for command in sub.choices.values():
+        command.add_argument(
+            "--verbose", action="store_true",
+            help="show TensorFlow's own log (start-up lines, warnings)",
+        )
     return parser
+
+
+def _quiet(verbose):
+    """TensorFlow's Python-side log at error level unless `verbose` (its
+    C++ log is set when the package is imported, see `keras_attention`)."""
+    if verbose:
+        return
+    import absl.logging
+    import tensorflow as tf
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    tf.get_logger().setLevel("ERROR")
 
 
 def main(argv=None):
@@ -56,6 +73,7 @@ def main(argv=None):
     # tf.data pipelines are shuffled already; Keras warns about its own
     # `shuffle=True` default on every fit.
     warnings.filterwarnings("ignore", message=r".*`shuffle=True` was passed.*")
+    _quiet(getattr(args, "verbose", False))
     try:
         return args.handler(args)
     except UsageError as error:

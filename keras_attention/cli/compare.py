@@ -10,7 +10,9 @@ import os
 import subprocess
 import sys
 
+from keras_attention.cli.options import UsageError
 from keras_attention.cli.options import check_attention
+from keras_attention.cli.options import model_options
 from keras_attention.cli.options import parse_json
 
 DEFAULT_VARIANTS = ("multi_head", "regional", "linear", "low_rank", "sparse")
@@ -40,6 +42,10 @@ def add_parser(sub, add_data, add_model, add_training):
     add_training(parser)
     parser.add_argument("--output", default=None, help="output folder (default runs/compare-<task>)")
     parser.add_argument("--maps", type=int, default=1, help="attention maps per variant")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="re-train variants whose folders already hold finished runs (default: refuse)",
+    )
     parser.set_defaults(handler=run)
     return parser
 
@@ -48,6 +54,8 @@ def _fit_command(args, variant, output):
     command = [sys.executable, "-m", "keras_attention.cli", "fit", "--task", args.task]
     command += ["--attention", variant, "--output", output, "--maps", str(args.maps)]
     command += ["--seed", str(args.seed), "--no-export"]
+    if args.overwrite:
+        command.append("--overwrite")
     for flag in (
         "dataset", "data_dir", "hidden_dim", "layers", "heads", "intermediate_dim",
         "dropout", "epochs", "steps", "batch_size", "learning_rate", "attention_kwargs",
@@ -121,6 +129,10 @@ def run(args):
         check_attention(variant)
     parse_json("--attention-kwargs", args.attention_kwargs)
     task = get_task(args.task)
+    try:
+        task.check_options(model_options(args))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     output = args.output or os.path.join("runs", f"compare-{args.task}")
     os.makedirs(output, exist_ok=True)
     rows, baselines = [], {}

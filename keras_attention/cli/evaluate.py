@@ -1,6 +1,8 @@
 """`keras-attention evaluate`: a saved model's metrics on a split."""
 
 import json
+import os
+import sys
 
 from keras_attention.cli import saved_run
 from keras_attention.cli.options import UsageError
@@ -40,8 +42,24 @@ def run(args):
         raise UsageError(str(error)) from None
     options = task.options(run_settings.get("options"))
     dataset = args.dataset or run_settings.get("dataset") or task.default_dataset
-    data_dir = args.data_dir or run_settings.get("data_dir")
-    data = task.load(dataset, data_dir, options)
+    data_dir = args.data_dir
+    if data_dir is None and run_settings.get("data_dir"):
+        data_dir = run_settings["data_dir"]
+        if not os.path.isdir(data_dir):
+            raise UsageError(
+                f"the run's metrics.json names the data folder {data_dir!r}, which "
+                "does not exist here (was the run folder copied from elsewhere?); "
+                "pass --data-dir"
+            )
+        print(
+            f"[keras-attention] reading {dataset!r} from {data_dir} (the data folder "
+            "recorded in the run's metrics.json; --data-dir overrides it)",
+            file=sys.stderr,
+        )
+    try:
+        data = task.load(dataset, data_dir, options)
+    except ValueError as error:
+        raise UsageError(str(error).strip().splitlines()[0]) from None
     model = saved_run.load_model(path)
     test = data.raw_test if data.preprocessor is not None else data.test
     results = model.evaluate(test, return_dict=True, verbose=0)
@@ -49,6 +67,7 @@ def run(args):
         "model": path,
         "task": task.name,
         "dataset": dataset,
+        "test_split": data.test_split,
         "test": {k: round(float(v), 4) for k, v in results.items()},
         "baselines": {k: round(float(v), 4) for k, v in task.baselines(data).items()},
     }

@@ -14,17 +14,21 @@ Writes into `--output`:
   finished epoch; the folder is removed when training completes.
 """
 
-import json
 import os
 import resource
+import shutil
 import signal
 import sys
 import time
 
+from keras_attention.cli import checkpoint
 from keras_attention.cli import saved_run
+from keras_attention.cli.options import UsageError
 from keras_attention.cli.options import check_attention
 from keras_attention.cli.options import model_options
 from keras_attention.cli.options import parse_json
+from keras_attention.cli.run_folder import RunFolder
+from keras_attention.cli.run_folder import atomic_write_json
 
 INTERRUPTED = 130
 
@@ -48,6 +52,12 @@ def add_parser(sub, add_data, add_model, add_training):
     parser.add_argument("--output", default=None, help="output folder (default runs/<task>-<attention>)")
     parser.add_argument("--maps", type=int, default=2, help="test examples to draw attention maps for (0: none)")
     parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run in --output (kept whole until the new one is written), "
+        "or discard an unfinished run with other settings",
+    )
     parser.set_defaults(handler=run)
     return parser
 
@@ -125,42 +135,106 @@ def _slice(inputs, start, stop=None):
     return tf.nest.map_structure(lambda t: t[start:stop], inputs)
 
 
-def train(args, log=print):
-    """Runs `fit`; returns the metrics dict (raises KeyboardInterrupt)."""
-    import keras
+def _configuration(args, task, dataset, attention_kwargs, options):
+    """What makes a run this run: stored with its checkpoint and compared
+    when it is resumed."""
+    return {
+        "task": task.name,
+        "dataset": dataset,
+        "attention": args.attention,
+        "attention_kwargs": attention_kwargs,
+        "options": options,
+        "seed": args.seed,
+    }
 
+
+def _usage(error):
+    """A builder's or pipeline's `ValueError`/`TypeError` as a usage error."""
+    return UsageError(str(error).strip().splitlines()[0] if str(error).strip() else repr(error))
+
+
+def prepare(args, log=print):
+    """Checks everything a `fit` command says before any work.
+
+    Returns `(task, dataset, attention_kwargs, options, folder, config,
+    state)`: the `RunFolder`, the run's configuration and the checkpoint
+    state to resume (or `None`). Raises `UsageError`. Nothing is created on
+    disk (an interrupted save is finished, see `RunFolder.recover`).
+    """
     from keras_attention.tasks import get_task
 
     check_attention(args.attention)
     attention_kwargs = parse_json("--attention-kwargs", args.attention_kwargs)
     task = get_task(args.task)
-    options = task.options(model_options(args))
+    given = model_options(args)
+    try:
+        task.check_options(given)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    options = task.options(given)
     dataset = args.dataset or task.default_dataset
-    output = args.output or os.path.join("runs", f"{args.task}-{args.attention}")
-    os.makedirs(output, exist_ok=True)
-    keras.utils.set_random_seed(args.seed)
+    folder = RunFolder(args.output or os.path.join("runs", f"{args.task}-{args.attention}"))
+    if os.path.exists(folder.path) and not os.path.isdir(folder.path):
+        raise UsageError(f"--output {folder.path!r} is a file, not a folder")
+    folder.check_links()
+    if folder.recover() == "committed":
+        log(f"[keras-attention] {folder.path}: finished writing the run that was interrupted while saving")
+    config = _configuration(args, task, dataset, attention_kwargs, options)
+    state = checkpoint.read_state(folder.backup, log=log)
+    if state is not None and checkpoint.differences(state["config"], config):
+        if not args.overwrite:
+            checkpoint.check_matches(state, config, folder.path)
+        log(f"[keras-attention] --overwrite: discarding the unfinished run in {folder.backup}")
+        state = None
+    if state is None and folder.occupied() and not args.overwrite:
+        what = "a finished run" if folder.finished() else "files of a run"
+        raise UsageError(
+            f"--output {folder.path!r} already holds {what} "
+            f"({', '.join(folder.occupied())}). Pass --overwrite to replace it "
+            "(the old run stays whole until the new one is written), or choose "
+            "another --output."
+        )
+    try:
+        task.check_build(args.attention, attention_kwargs, options)
+    except (ValueError, TypeError) as error:
+        raise _usage(error) from None
+    return task, dataset, attention_kwargs, options, folder, config, state
 
+
+def train(args, log=print):
+    """Runs `fit`; returns the metrics dict (raises KeyboardInterrupt)."""
+    import keras
+
+    task, dataset, attention_kwargs, options, folder, config, state = prepare(args, log)
     log(f"[keras-attention] task {task.name!r} on {dataset!r}: loading data")
-    data = task.load(dataset, args.data_dir, options)
-    model = task.build(data, args.attention, attention_kwargs, options)
+    try:
+        data = task.load(dataset, args.data_dir, options)
+    except ValueError as error:
+        raise _usage(error) from None
+    keras.utils.set_random_seed(args.seed)
+    try:
+        model = task.build(data, args.attention, attention_kwargs, options)
+    except (ValueError, TypeError) as error:
+        raise _usage(error) from None
     parameters = model.count_params()
     baselines = task.baselines(data)
     log(
         f"[keras-attention] {args.attention!r} attention, {parameters:,} "
-        f"parameters; training {options['epochs']} epoch(s) with XLA"
+        f"parameters; training {options['epochs']} epoch(s) with XLA on the "
+        f"{data.train_split!r} split"
+        + (f", validating on {data.validation_split!r}" if data.validation is not None else "")
         + "".join(f"; {k} {v:.4f}" for k, v in baselines.items())
     )
 
-    backup = os.path.join(output, "backup")
-    resuming = os.path.isdir(backup)
-    if resuming:
-        log(f"[keras-attention] resuming from the checkpoint in {backup}")
+    os.makedirs(folder.path, exist_ok=True)
+    initial_epoch, history = 0, []
+    if state is not None:
+        initial_epoch, history = checkpoint.restore(model, folder.backup, state, log=log)
+        log(f"[keras-attention] resuming from the checkpoint in {folder.backup} (epoch {initial_epoch} done)")
+    elif os.path.lexists(folder.backup):
+        shutil.rmtree(folder.backup)  # an unreadable or discarded checkpoint
     throughput = _throughput_callback()
-    callbacks = [
-        keras.callbacks.BackupAndRestore(backup, delete_checkpoint=True),
-        keras.callbacks.CSVLogger(os.path.join(output, "history.csv"), append=resuming),
-        throughput,
-    ]
+    saver = checkpoint.callback(folder.backup, config, history)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     start = time.perf_counter()
     try:
@@ -168,8 +242,9 @@ def train(args, log=print):
             data.train,
             validation_data=data.validation,
             epochs=options["epochs"],
+            initial_epoch=initial_epoch,
             steps_per_epoch=options.get("steps"),
-            callbacks=callbacks,
+            callbacks=[saver, throughput],
             verbose=1 if sys.stdout.isatty() else 2,
         )
     finally:
@@ -177,10 +252,17 @@ def train(args, log=print):
     train_seconds = time.perf_counter() - start
 
     results = model.evaluate(data.test, return_dict=True, verbose=0)
+    staging = folder.stage()
     model_path, export_path = saved_run.save_model_files(
-        model, task, data, output, export=not args.no_export
+        model, task, data, staging, export=not args.no_export
     )
-    maps = _attention_maps(model, task, data, args.maps, os.path.join(output, "attention"))
+    saved_run.verify(model_path)
+    maps = _attention_maps(model, task, data, args.maps, os.path.join(staging, "attention"))
+    checkpoint.write_history(os.path.join(staging, "history.csv"), saver.history_rows)
+
+    def final(path):
+        return None if path is None else os.path.join(folder.path, os.path.relpath(path, staging))
+
     metrics = {
         "task": task.name,
         "dataset": dataset,
@@ -188,19 +270,21 @@ def train(args, log=print):
         "attention": args.attention,
         "attention_kwargs": attention_kwargs,
         "options": options,
+        "test_split": data.test_split,
         "test": {k: round(float(v), 4) for k, v in results.items()},
         "baselines": {k: round(float(v), 4) for k, v in baselines.items()},
         "parameters": int(parameters),
         "train_seconds": round(train_seconds, 1),
         "steps_per_second": _round(throughput.steps_per_second()),
         "peak_memory_mib": round(peak_memory_mib(), 1),
-        "resumed": resuming,
-        "model": model_path,
-        "export": export_path,
-        "attention_maps": maps,
+        "resumed": state is not None,
+        "model": final(model_path),
+        "export": final(export_path),
+        "attention_maps": [final(p) for p in maps],
+        "seed": args.seed,
     }
-    with open(os.path.join(output, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    atomic_write_json(os.path.join(staging, "metrics.json"), metrics)
+    folder.commit()
     return metrics
 
 
@@ -221,7 +305,10 @@ def run(args):
         return INTERRUPTED
     test = ", ".join(f"{k} {v}" for k, v in metrics["test"].items())
     base = ", ".join(f"{k} {v}" for k, v in metrics["baselines"].items())
-    print(f"[keras-attention] test: {test}" + (f" (baselines: {base})" if base else ""))
+    print(
+        f"[keras-attention] evaluated on the {metrics['test_split']!r} split: {test}"
+        + (f" (baselines: {base})" if base else "")
+    )
     print(
         f"[keras-attention] wrote {metrics['model']}"
         + (f", {metrics['export']}/" if metrics["export"] else "")

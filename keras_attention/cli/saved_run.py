@@ -35,12 +35,25 @@ def save_model_files(model, task, data, folder, export=True):
     return model_path, export_path
 
 
-def resolve(model):
-    """`(model_path, run_folder)` from a `fit` output folder or `.keras` file."""
+def verify(path):
+    """Loads a just-written `.keras` file back once: a damaged or partial
+    file fails here, before it replaces anything."""
+    load_model(path)
+
+
+def resolve(model, command="evaluate"):
+    """`(model_path, run_folder)` from a `fit` output folder or `.keras` file.
+
+    A run folder whose saving was interrupted is repaired first (see
+    `RunFolder.recover`).
+    """
+    from keras_attention.cli.run_folder import RunFolder
+
     if os.path.isdir(model):
         folder, path = model, os.path.join(model, "model.keras")
     else:
         folder, path = os.path.dirname(model) or ".", model
+    RunFolder(folder, command).recover()
     if not os.path.exists(path):
         raise UsageError(
             f"no model at {path!r}: --model takes a `keras-attention fit` output "

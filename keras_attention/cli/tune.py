@@ -85,6 +85,12 @@ def _check(args):
     options = parse_task_options(args.option)
     if args.batch_size is not None:
         options["batch_size"] = args.batch_size
+    from keras_attention.tasks import get_task
+
+    try:
+        get_task(args.task).check_options(options)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return arguments, options
 
 

@@ -28,6 +28,9 @@ class TaskData:
             it in front, so the saved model takes raw inputs.
         raw_test: with a `preprocessor`, the test split as raw inputs (what
             the saved model is evaluated on).
+        train_split, validation_split, test_split: the tfds split names
+            behind `train`, `validation` and `test` (printed beside every
+            metric, so a validation split used as the test set says so).
     """
 
     train: object
@@ -37,6 +40,9 @@ class TaskData:
     vocabulary: list = None
     preprocessor: object = None
     raw_test: object = None
+    train_split: str = "train"
+    validation_split: str = None
+    test_split: str = "test"
 
 
 class Task:
@@ -63,6 +69,31 @@ class Task:
         """The task's defaults updated with the `given` options."""
         return {**self.defaults, **(given or {})}
 
+    def check_options(self, given):
+        """Checks options a user gives (names and values) before any work.
+
+        Raises `ValueError` naming the task, the option, what was expected
+        and what was received: an unknown name (with the closest known
+        one), a size, count or rate out of range, or a value whose type
+        does not match the default's.
+        """
+        import difflib
+
+        for name, value in (given or {}).items():
+            if name not in self.defaults:
+                close = difflib.get_close_matches(name, self.defaults, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"task {self.name!r}: unknown option {name!r}.{hint} "
+                    f"Options: {', '.join(sorted(self.defaults))}"
+                )
+            problem = _option_problem(name, value, self.defaults[name])
+            if problem:
+                raise ValueError(
+                    f"task {self.name!r}: option {name!r} {problem}. "
+                    f"Received: {name}={value!r}"
+                )
+
     def load(self, dataset, data_dir, options):
         """Returns a `TaskData`; `options` as returned by `options()`."""
         raise NotImplementedError
@@ -70,6 +101,26 @@ class Task:
     def build(self, data, attention, attention_kwargs, options):
         """Returns the compiled (`jit_compile=True`) model."""
         raise NotImplementedError
+
+    def probe_info(self, options):
+        """`TaskData.info` as the data would give it, from `options` alone
+        (placeholders where only the data knows), for `check_build`; `None`
+        when the task cannot say."""
+        return None
+
+    def check_build(self, attention, attention_kwargs, options):
+        """Builds the model once on `probe_info`, before any data is read,
+        so that a bad size, attention or attention argument fails at once.
+
+        Raises what the builder raises (`ValueError`, `TypeError`).
+        """
+        info = self.probe_info(options)
+        if info is None:
+            return
+        import keras
+
+        self.build(TaskData(None, None, None, info), attention, attention_kwargs, options)
+        keras.backend.clear_session()
 
     def loss(self):
         """The training loss (for models compiled outside `build`)."""
@@ -104,6 +155,43 @@ class Task:
     def token_labels(self, inputs, data):
         """Labels of an example's positions for attention maps, or `None`."""
         return None
+
+
+# Options every task shares, with the values they take.
+_POSITIVE = ("epochs", "batch_size", "hidden_dim", "num_layers", "num_heads", "intermediate_dim")
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _option_problem(name, value, default):
+    """What is wrong with an option value (a phrase), or `None`."""
+    if name in _POSITIVE:
+        return None if _is_int(value) and value > 0 else "must be a positive integer"
+    if name == "steps":
+        ok = value is None or (_is_int(value) and value > 0)
+        return None if ok else "must be a positive integer or null (the whole split)"
+    if name == "warmup_steps":
+        return None if _is_int(value) and value >= 0 else "must be an integer >= 0"
+    if name in ("dropout", "embedding_dropout"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+        return None if ok else "must be a number in [0, 1)"
+    if name == "learning_rate":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        return None if ok else "must be a positive number"
+    if value is None or default is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "must be true or false"
+    if _is_int(default):
+        return None if _is_int(value) else "must be an integer"
+    if isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else "must be a number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "must be a string"
+    return None
 
 
 class ClassificationTask(Task):

@@ -62,7 +62,18 @@ class ImageTask(ClassificationTask):
                 "train_batches": int(data.train.cardinality()),
                 "label_names": data.label_names,
             },
+            train_split=options["train_split"],
+            test_split=options["test_split"],
         )
+
+    def probe_info(self, options):
+        size = options["image_size"] or (28, 28)
+        return {
+            "num_classes": 10,
+            "image_shape": (*tuple(size)[:2], 1),
+            "majority_accuracy": 0.0,
+            "train_batches": 1,
+        }
 
     def build(self, data, attention, attention_kwargs, options):
         from keras_attention.models import image_classifier

@@ -73,7 +73,25 @@ class ListopsTask(ClassificationTask):
                 "train_batches": int(train.cardinality()),
             },
             vocabulary=listops.listops_vocabulary(),
+            validation_split="validation",
         )
+
+    def probe_info(self, options):
+        from keras_attention.data import listops
+
+        config = _config(options)
+        length = (
+            config.max_length
+            if isinstance(config, listops.ListopsConfig)
+            else _config_max_length(config)
+        )
+        return {
+            "num_classes": listops.NUM_CLASSES,
+            "vocabulary_size": len(listops.listops_vocabulary()),
+            "sequence_length": length,
+            "majority_accuracy": 0.0,
+            "train_batches": 1,
+        }
 
     def build(self, data, attention, attention_kwargs, options):
         from keras_attention.models import text_classifier

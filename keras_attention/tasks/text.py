@@ -79,7 +79,19 @@ class TextTask(ClassificationTask):
             vocabulary=data.vocabulary,
             preprocessor=data.vectorizer,
             raw_test=data.raw_evaluation,
+            train_split=options["train_split"],
+            validation_split=options["validation_split"],
+            test_split=options["test_split"] or options["validation_split"],
         )
+
+    def probe_info(self, options):
+        return {
+            "num_classes": 2,
+            "vocabulary_size": options["vocabulary_size"],
+            "sequence_length": options["sequence_length"],
+            "majority_accuracy": 0.0,
+            "train_batches": 1,
+        }
 
     def build(self, data, attention, attention_kwargs, options):
         from keras_attention.models import text_classifier

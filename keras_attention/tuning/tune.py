@@ -383,15 +383,28 @@ def save_best(model, task, data, config, folder, export=True, dataset=None,
               data_dir=None, test=None, score=None):
     """Saves a trained model as `fit` does: `model.keras`, `export/`,
     `metrics.json` (and `vocabulary.txt`); returns `(model_path,
-    export_path)`."""
-    os.makedirs(folder, exist_ok=True)
+    export_path)`.
+
+    The files are written aside and checked, then put in place of the
+    previous best together (`RunFolder`): `folder` holds the old best model
+    or the new one, never a mixture, whenever the search is killed.
+    """
+    from keras_attention.cli import saved_run
+    from keras_attention.cli.run_folder import RunFolder
+    from keras_attention.cli.run_folder import atomic_write_json
+
+    best = RunFolder(folder, "tune")
+    best.check_links()
+    best.recover()
+    staging = best.stage()
     if model.optimizer is not None and not model.optimizer.built:
         # The weights come from a checkpoint, not from training here: give
         # the optimizer its (fresh) slots so the file loads without warnings.
         model.optimizer.build(model.trainable_variables)
-    from keras_attention.cli import saved_run
-
-    model_path, export_path = saved_run.save_model_files(model, task, data, folder, export=export)
+    model_path, export_path = saved_run.save_model_files(model, task, data, staging, export=export)
+    saved_run.verify(model_path)
+    model_path = os.path.join(folder, os.path.basename(model_path))
+    export_path = export_path and os.path.join(folder, os.path.basename(export_path))
     metrics = {
         "task": task.name,
         "dataset": dataset,
@@ -406,8 +419,8 @@ def save_best(model, task, data, config, folder, export=True, dataset=None,
         "model": model_path,
         "export": export_path,
     }
-    with open(os.path.join(folder, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    atomic_write_json(os.path.join(staging, "metrics.json"), metrics)
+    best.commit(remove_backup=False)
     return model_path, export_path
 
 

@@ -16,7 +16,11 @@ def script():
 
 
 def run_cli(*arguments, cwd=None, timeout=600, env=None, **kwargs):
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    for key, value in (env or {}).items():  # None removes a variable
+        environment.pop(key, None)
+        if value is not None:
+            environment[key] = value
     return subprocess.run(
         script() + [str(a) for a in arguments],
         capture_output=True,

@@ -51,7 +51,7 @@ def test_fit_writes_everything(fitted):
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["0", "1"]
     assert "val_accuracy" in rows[0]
-    assert "[keras-attention] test: accuracy" in result.stdout
+    assert "[keras-attention] evaluated on the 'test' split: accuracy" in result.stdout
 
 
 def test_evaluate_reports_the_same_test_accuracy(fitted):
@@ -109,7 +109,10 @@ def test_interrupt_then_resume(data_dir, tmp_path):
     assert process.returncode == 130, stderr[-3000:]
     assert "re-run the same command to resume" in stderr
     assert os.path.isdir(backup)
-    with open(os.path.join(output, "history.csv")) as f:
+    # While unfinished, the history lives with the checkpoint; the run's own
+    # history.csv is written with the finished run.
+    assert not os.path.exists(os.path.join(output, "history.csv"))
+    with open(os.path.join(backup, "history.csv")) as f:
         done = len(list(csv.DictReader(f)))
     assert 1 <= done < 30
 

@@ -22,11 +22,16 @@ def test_text_task_fit_evaluate_predict(tmp_path):
     with open(os.path.join(output, "metrics.json")) as f:
         metrics = json.load(f)
     assert metrics["dataset"] == "glue/sst2"
+    # SST-2's test split has no labels: the number is the validation
+    # split's, and every report says so.
+    assert metrics["test_split"] == "validation"
+    assert "evaluated on the 'validation' split: accuracy" in result.stdout
     assert 0.4 < metrics["baselines"]["majority_class_accuracy"] < 0.6
     evaluated = run_cli("evaluate", "--model", output)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     report = json.loads(evaluated.stdout[evaluated.stdout.index("{"):])
     assert abs(report["test"]["accuracy"] - metrics["test"]["accuracy"]) < 1e-6
+    assert report["test_split"] == "validation"
     predicted = run_cli("predict", "--model", output, "a gripping , funny film", "dull and lifeless", "--json")
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     lines = [json.loads(x) for x in predicted.stdout.splitlines() if x.startswith("{")]

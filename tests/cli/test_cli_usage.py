@@ -1,5 +1,7 @@
 """Command-line usage: help, list, exit codes and clear errors."""
 
+import os
+
 import pytest
 
 from cli_runner import run_cli
@@ -49,6 +51,20 @@ def test_list_shows_variants_and_tasks():
         (["evaluate", "--model", "/nonexistent/run"], "no model at"),
         (["predict", "--model", "/nonexistent/run", "x"], "no model at"),
         (["export", "--model", "/nonexistent/m.keras", "--output", "x"], "no model at"),
+        # Task options: names and values are checked before any work.
+        (["fit", "--option", "epoch=3"], "unknown option 'epoch'. Did you mean 'epochs'? Options: batch_size,"),
+        (["fit", "--option", "epochs=-1"], "option 'epochs' must be a positive integer. Received: epochs=-1"),
+        (["fit", "--option", "batch_size=0"], "option 'batch_size' must be a positive integer"),
+        (["fit", "--option", "dropout=2"], "option 'dropout' must be a number in [0, 1)"),
+        (["fit", "--option", "pooling=3"], "option 'pooling' must be a string"),
+        (["compare", "--attention", "linear", "--option", "max_lenght=64"], "Did you mean 'max_length'?"),
+        (["tune", "--option", "learning_rat=0.1"], "Did you mean 'learning_rate'?"),
+        # Model construction errors, found before the data is read.
+        (["fit", "--heads", "3", "--hidden-dim", "16"], "`num_heads` must divide hidden_dim=16"),
+        (["fit", "--attention-kwargs", '{"nonsense": 1}'], "Unrecognized keyword arguments passed to MultiHeadAttention"),
+        (["fit", "--option", "pooling=nope"], "pooling"),
+        # Data folders: nothing is downloaded, nothing created.
+        (["fit", "--task", "image", "--data-dir", "missing"], "`data_dir` 'missing' does not exist"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(arguments, message, tmp_path):
@@ -56,3 +72,14 @@ def test_bad_arguments_exit_2_with_a_clear_message(arguments, message, tmp_path)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+    assert os.listdir(tmp_path) == []  # no output folder, no data folder
+
+
+def test_a_data_dir_without_the_dataset_is_a_usage_error(tmp_path):
+    empty = tmp_path / "tfds"
+    empty.mkdir()
+    result = run_cli("fit", "--task", "text", "--data-dir", empty, "--output", tmp_path / "run", timeout=120)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "dataset 'glue/sst2' is not prepared in" in result.stderr and str(empty) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert os.listdir(empty) == [] and not os.path.exists(tmp_path / "run")
