@@ -239,7 +239,10 @@ def train(args, log=print):
     start = time.perf_counter()
     try:
         model.fit(
-            data.train,
+            # With `steps`, epochs are slices of one endless pass, so a
+            # step count that does not divide the split (or exceeds it)
+            # neither truncates an epoch nor drops a partial cache.
+            data.train.repeat() if options.get("steps") else data.train,
             validation_data=data.validation,
             epochs=options["epochs"],
             initial_epoch=initial_epoch,

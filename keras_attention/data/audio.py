@@ -9,6 +9,7 @@ folds (is a new voice understood?).
 
 import dataclasses
 
+from keras_attention.data.prepared import cache_in_memory
 from keras_attention.data.prepared import load_prepared
 
 SPLITS = ("standard", "leave_one_speaker_out")
@@ -126,8 +127,8 @@ def spoken_digit_data(
         return tf.ensure_shape(wave, (num_samples,)), label
 
     examples = source.map(fields, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    train = examples.filter(lambda *x: tf.logical_not(is_test(*x))).map(prepare).cache()
-    test = examples.filter(is_test).map(prepare).cache()
+    train = cache_in_memory(examples.filter(lambda *x: tf.logical_not(is_test(*x))).map(prepare))
+    test = cache_in_memory(examples.filter(is_test).map(prepare))
     train_labels = np.concatenate([y.numpy() for _, y in train.batch(4096)])
     test_labels = np.concatenate([y.numpy() for _, y in test.batch(4096)])
     num_classes = 10 if target == "digit" else len(speakers)

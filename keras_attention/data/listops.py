@@ -75,6 +75,8 @@ import random
 import numpy as np
 import tensorflow_datasets as tfds
 
+from keras_attention.data.prepared import cache_in_memory
+
 PAD = "<pad>"
 DIGITS = tuple(str(d) for d in range(10))
 _VALUES = tuple(range(10))
@@ -611,8 +613,7 @@ def load_listops(
     builder.download_and_prepare()
     training = split.startswith("train")
     shuffle = training if shuffle is None else shuffle
-    ds = builder.as_dataset(split=split, as_supervised=True)
-    ds = ds.cache()
+    ds = cache_in_memory(builder.as_dataset(split=split, as_supervised=True))
     if shuffle:
         ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     ds = ds.padded_batch(

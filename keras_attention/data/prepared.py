@@ -69,3 +69,30 @@ def load_prepared(where, name, split, data_dir, **kwargs):
             "is downloaded. Pass the folder that holds it (e.g. --data-dir "
             "../shared/tfds), or prepare it there first with tensorflow-datasets."
         ) from None
+
+
+def cache_in_memory(ds):
+    """`ds.cache()`, read through once so that the cache is complete.
+
+    tf.data fills a cache while a first iterator reads the dataset to its
+    end; an iterator dropped earlier (a training run of fewer `steps` than
+    one pass, a `take`) throws the partial cache away with a warning, and
+    the next pass starts over. Reading it through here, once, makes every
+    later pass, however short, read from memory. The pass also counts the
+    elements: a dataset whose size tf.data cannot tell (after `filter` or
+    `unbatch`) gets it asserted, so Keras knows the steps of an epoch (and
+    does not warn that the input "ran out of data" at its end).
+
+    Args:
+        ds: a finite `tf.data.Dataset` that fits in memory.
+
+    Returns:
+        The cached dataset (same elements), of known cardinality.
+    """
+    import tensorflow as tf
+
+    ds = ds.cache()
+    count = int(ds.reduce(tf.constant(0, tf.int64), lambda total, *_: total + 1))
+    if int(ds.cardinality()) < 0:
+        ds = ds.apply(tf.data.experimental.assert_cardinality(count))
+    return ds

@@ -10,6 +10,7 @@ strings.
 
 import dataclasses
 
+from keras_attention.data.prepared import cache_in_memory
 from keras_attention.data.prepared import load_prepared
 from keras_attention.data.prepared import prepared_builder
 
@@ -180,7 +181,7 @@ def text_classification_data(
         if count is not None:
             # `unbatch` forgets the size; Keras and the schedules need it.
             ds = ds.apply(tf.data.experimental.assert_cardinality(count))
-        ds = ds.cache()
+        ds = cache_in_memory(ds)
         if training:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)

@@ -215,8 +215,12 @@ class ClassificationTask(Task):
         from keras_attention.models import compile_classifier
 
         steps = options["steps"] or data.info["train_batches"]
-        if steps < 1:  # unknown cardinality
-            steps = 1000
+        if steps < 1:
+            raise ValueError(
+                f"task {self.name!r}: the training split's number of batches is "
+                "unknown, so the learning-rate schedule cannot be set; give "
+                "`steps` (steps per epoch)"
+            )
         return compile_classifier(
             model,
             learning_rate=options["learning_rate"],

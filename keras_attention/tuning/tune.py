@@ -331,7 +331,7 @@ def tune(
         # `shuffle=True` default on every fit.
         warnings.filterwarnings("ignore", message=r".*`shuffle=True` was passed.*")
         search.search(
-            data.train,
+            data.train.repeat() if options["steps"] else data.train,
             validation_data=validation,
             epochs=options["epochs"],
             steps_per_epoch=options["steps"],
