@@ -118,7 +118,8 @@ class AdditiveAttention(keras.layers.Layer):
             `(batch, Tv)`; default to the inputs' Keras masks. Masked queries
             output zeros, masked values are never attended.
         attention_mask: optional boolean `(batch, Tq, Tv)` or `(Tq, Tv)`;
-            `True` means "may attend".
+            `True` means "may attend". A query axis of size 1 applies to
+            every query.
         use_causal_mask: bool, hide keys `j > i` from query `i`.
         return_attention_scores: bool, also return the weights
             `(batch, Tq, Tv)`.

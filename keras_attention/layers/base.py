@@ -41,12 +41,18 @@ def check_rate(layer_cls, argument, value):
         )
 
 
-def check_mask(layer, argument, mask, expected_shape):
-    """Raises a clear ValueError unless `mask` has `expected_shape`."""
+def check_mask(layer, argument, mask, expected_shape, broadcast_axes=()):
+    """Raises a clear ValueError unless `mask` has `expected_shape`.
+
+    Axes listed in `broadcast_axes` may also have size 1.
+    """
     shape = tuple(mask.shape)
     if len(shape) != len(expected_shape) or any(
-        have is not None and want is not None and have != want
-        for have, want in zip(shape, expected_shape)
+        have is not None
+        and want is not None
+        and have != want
+        and not (have == 1 and axis in broadcast_axes)
+        for axis, (have, want) in enumerate(zip(shape, expected_shape))
     ):
         raise _shape_error(
             layer,
@@ -64,7 +70,9 @@ def merge_masks(
     Query masks are not folded in: `mask_queries` zeroes masked query rows
     afterwards, which is equivalent (a query with nothing to attend to gets
     zeros) and keeps the mask at `(batch, 1, 1, Tv)` when only padding is
-    involved.
+    involved. An `attention_mask` whose query axis has size 1 (e.g.
+    `(batch, 1, Tv)`) is the same for every query, a key padding mask, and
+    broadcasts over the queries.
 
     Returns:
         A boolean mask broadcastable to `(batch, heads, Tq, Tv)` (rank 4,
@@ -82,17 +90,24 @@ def merge_masks(
         return merged
     attention_mask = ops.convert_to_tensor(attention_mask)
     rank = len(attention_mask.shape)
+    # The query axis may have size 1: the mask then holds for every query.
     if rank == 2:
-        check_mask(layer, "attention_mask", attention_mask, (tq, tv))
+        check_mask(layer, "attention_mask", attention_mask, (tq, tv), (0,))
         m = attention_mask[None, None]
     elif rank == 3:
-        check_mask(layer, "attention_mask", attention_mask, (batch, tq, tv))
+        check_mask(
+            layer, "attention_mask", attention_mask, (batch, tq, tv), (1,)
+        )
         m = attention_mask[:, None]
     elif rank == 4:
         heads = attention_mask.shape[1]
         heads = heads if heads in (1, None) else num_heads
         check_mask(
-            layer, "attention_mask", attention_mask, (batch, heads, tq, tv)
+            layer,
+            "attention_mask",
+            attention_mask,
+            (batch, heads, tq, tv),
+            (2,),
         )
         m = attention_mask
     else:
@@ -227,7 +242,9 @@ class BaseAttention(keras.layers.Layer):
             Keras mask when not given. Masked values are never attended.
         key_mask: optional boolean `(batch, Tv)`, like `value_mask`.
         attention_mask: optional boolean `(batch, Tq, Tv)` (or `(Tq, Tv)`, or
-            `(batch, heads, Tq, Tv)`); `True` means "may attend".
+            `(batch, heads, Tq, Tv)`); `True` means "may attend". A query
+            axis of size 1 (e.g. `(batch, 1, Tv)`, a key padding mask)
+            applies to every query.
         use_causal_mask: bool, hide future keys from each query.
         return_attention_scores: bool, also return the attention weights
             `(batch, num_heads, Tq, Tv)` when the variant has them.

@@ -96,9 +96,11 @@ class LinearAttention(BaseAttention):
 
     Call arguments:
         Those of `keras.layers.MultiHeadAttention` (see `BaseAttention`),
-        except that `attention_mask` must be a key padding mask (only
-        possible with a single query position); use `value_mask` /
-        `key_mask` or Keras masks for padding.
+        except that `attention_mask` must be a key padding mask: one that
+        is the same for every query and head, with a query axis of size 1
+        (`(batch, 1, Tv)`, `(1, Tv)` or `(batch, 1, 1, Tv)`), which then
+        acts like the same `value_mask`. `value_mask` / `key_mask` or Keras
+        masks are the usual way to pass padding.
 
     Returns:
         `(batch, Tq, output_shape)`, and with `return_attention_scores=True`

@@ -47,9 +47,9 @@ class LowRankAttention(BaseAttention):
       bias), like in `MultiHeadAttention`.
     - Per-query masks cannot be applied after the compression mixes the
       positions: `use_causal_mask=True` and an `attention_mask` that differs
-      between queries or heads raise a `ValueError`. (An `attention_mask` is
-      accepted only when it has a single query, where it is a key padding
-      mask.)
+      between queries or heads raise a `ValueError`. (An `attention_mask`
+      whose query and heads axes have size 1, e.g. `(batch, 1, Tv)`, is the
+      same for every query: a key padding mask, applied like `value_mask`.)
     - The compression sums over up to `max_length` positions; it runs in
       float32 under every dtype policy (`E` and `F` are never cast to float16
       or bfloat16), and its results are cast back to the compute dtype.
@@ -101,8 +101,9 @@ class LowRankAttention(BaseAttention):
             Keras masks of `value` and `key`. Masked positions are removed
             before the compression.
         attention_mask: only a key padding mask can be honoured, that is an
-            `attention_mask` with a single query (`(batch, 1, Tv)`); anything
-            else raises a `ValueError`. Use `value_mask` for padding.
+            `attention_mask` with a query axis of size 1 (`(batch, 1, Tv)`,
+            `(1, Tv)` or `(batch, 1, 1, Tv)`), which acts like the same
+            `value_mask`; anything else raises a `ValueError`.
         use_causal_mask: must be `False` (raises otherwise).
         return_attention_scores: bool, also return the attention weights.
         training: bool, whether attention dropout is active.

@@ -38,7 +38,8 @@ class ScaledDotProductAttention(keras.layers.Layer):
         key: optional `(batch, Tv, dim)`; defaults to `value`.
         query_mask, value_mask, key_mask: optional boolean `(batch, T)`;
             default to the inputs' Keras masks.
-        attention_mask: optional boolean `(batch, Tq, Tv)` or `(Tq, Tv)`.
+        attention_mask: optional boolean `(batch, Tq, Tv)` or `(Tq, Tv)`;
+            a query axis of size 1 applies to every query.
         use_causal_mask: bool, hide future keys.
         return_attention_scores: bool, also return `(batch, Tq, Tv)` weights.
         training: bool, whether dropout is active.

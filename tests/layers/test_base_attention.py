@@ -272,6 +272,38 @@ def test_what_attend_receives():
     assert layer.seen["mask"] is None
 
 
+def test_attention_mask_with_one_query_row_holds_for_every_query():
+    # A query axis of size 1 (`(batch, 1, Tv)`, `(1, Tv)`,
+    # `(batch, heads, 1, Tv)`) is a key padding mask: the shell hands it on
+    # as such, and every query gets what the same `value_mask` gives.
+    query, value = normal(2, 5, 8), normal(2, 7, 6)
+    layer = make(Recorder, query, value, num_heads=2, key_dim=3)
+    keep = np.array([[1, 1, 0, 1, 0, 0, 1], [0, 1, 1, 1, 1, 1, 0]], bool)
+    want, _ = ref.multi_head(
+        layer, query, value, value_mask=keep, attend=mean_reference
+    )
+    for mask, seen in (
+        (keep[:, None], (2, 1, 1, 7)),
+        (keep[:, None, None], (2, 1, 1, 7)),
+        (np.repeat(keep[:, None, None], 2, axis=1), (2, 2, 1, 7)),
+    ):
+        got = ref.to_np(layer(query, value, attention_mask=mask))
+        assert layer.seen["mask"] == seen
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    shared = keep[:1]
+    want, _ = ref.multi_head(
+        layer, query, value, value_mask=keep[[0, 0]], attend=mean_reference
+    )
+    got = ref.to_np(layer(query, value, attention_mask=shared))
+    assert layer.seen["mask"] == (1, 1, 1, 7)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    # Other sizes of the query axis are still refused.
+    with pytest.raises(
+        ValueError, match=r"`attention_mask` must have shape \(2, 5, 7\)"
+    ):
+        layer(query, value, attention_mask=np.ones((2, 2, 7), bool))
+
+
 def test_keras_masks_padding_and_propagation():
     ids = np.array([[3, 1, 4, 0, 0], [1, 5, 9, 2, 6]])
     emb = keras.layers.Embedding(10, 8, mask_zero=True)

@@ -339,6 +339,46 @@ def test_single_query_attention_mask_is_a_key_padding_mask():
     )
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("feature_map", ["elu", "favor"])
+def test_key_padding_attention_mask_broadcasts_over_queries(feature_map, causal):
+    # The documented key padding form `(batch, 1, Tv)` (and `(1, Tv)`,
+    # `(batch, 1, 1, Tv)`) holds for every one of several queries: it is the
+    # same `value_mask`, checked against the NumPy reference.
+    query, value = normal(2, 6, 8), normal(2, 6, 6)
+    layer = make_layer(query, value, num_heads=2, feature_map=feature_map, seed=3)
+    keep = np.array([[1, 1, 1, 0, 0, 1], [1, 0, 1, 1, 1, 1]], bool)
+    want, want_scores = reference(
+        layer, query, value, value_mask=keep, use_causal_mask=causal
+    )
+    np.testing.assert_allclose(
+        ref.to_np(layer(query, value, value_mask=keep, use_causal_mask=causal)),
+        want,
+        atol=1e-5,
+    )
+    for mask in (keep[:, None, :], keep[:, None, None, :]):
+        out, scores = layer(
+            query,
+            value,
+            attention_mask=mask,
+            use_causal_mask=causal,
+            return_attention_scores=True,
+        )
+        np.testing.assert_allclose(ref.to_np(out), want, atol=1e-5)
+        np.testing.assert_allclose(ref.to_np(scores), want_scores, atol=1e-5)
+    # One mask for the whole batch.
+    shared = keep[:1]
+    want, _ = reference(
+        layer,
+        query,
+        value,
+        value_mask=np.repeat(shared, 2, 0),
+        use_causal_mask=causal,
+    )
+    got = layer(query, value, attention_mask=shared, use_causal_mask=causal)
+    np.testing.assert_allclose(ref.to_np(got), want, atol=1e-5)
+
+
 # --------------------------------------------------------------------------
 # FAVOR+ features
 # --------------------------------------------------------------------------

@@ -299,6 +299,45 @@ def test_single_query_attention_mask_is_a_padding_mask():
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
+def test_key_padding_attention_mask_broadcasts_over_queries():
+    # The documented key padding form `(batch, 1, Tv)` (and `(1, Tv)`,
+    # `(batch, 1, 1, Tv)`) holds for every one of several queries: it is the
+    # same `value_mask`, checked against the NumPy reference.
+    query, value = normal(2, 5, 8), normal(2, 7, 6)
+    layer = make_layer(query, value)
+    keep = np.array([[1, 1, 1, 1, 0, 0, 0], [1, 0, 1, 1, 1, 0, 1]], bool)
+    want, _ = reference(layer, query, value, value_mask=keep)
+    np.testing.assert_allclose(
+        ref.to_np(layer(query, value, value_mask=keep)), want, atol=1e-5
+    )
+    for mask in (keep[:, None, :], keep[:, None, None, :]):
+        got = ref.to_np(layer(query, value, attention_mask=mask))
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    # One mask for the whole batch.
+    shared = keep[:1]
+    want, _ = reference(layer, query, value, value_mask=np.repeat(shared, 2, 0))
+    got = ref.to_np(layer(query, value, attention_mask=shared))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # With the weights too, and in a functional model.
+    _, scores = layer(
+        query, value, attention_mask=keep[:, None], return_attention_scores=True
+    )
+    _, want_scores = reference(layer, query, value, value_mask=keep)
+    np.testing.assert_allclose(ref.to_np(scores), want_scores, atol=1e-5)
+    inputs = [
+        keras.Input((5, 8), batch_size=2),
+        keras.Input((7, 6), batch_size=2),
+        keras.Input((1, 7), batch_size=2, dtype="bool"),
+    ]
+    model = keras.Model(
+        inputs, layer(inputs[0], inputs[1], attention_mask=inputs[2])
+    )
+    want, _ = reference(layer, query, value, value_mask=keep)
+    np.testing.assert_allclose(
+        ref.to_np(model([query, value, keep[:, None]])), want, atol=1e-5
+    )
+
+
 def test_gradients_skip_padding_and_unused_columns():
     # Masking happens before the compression: E/F columns of padded
     # positions, and those past the input's length, get no gradient; all
