@@ -80,8 +80,10 @@ class AdditiveAttention(keras.layers.Layer):
       `W: (dq, dk)`,
 
     then `a_ij = softmax_j(e_ij)` over the keys that may be attended to
-    (in float32; a query with nothing to attend to gets zero weights and a
-    zero output, never NaN) and returns `c_i = sum_j a_ij value_j`. There are
+    (a query with nothing to attend to gets zero weights and a zero output,
+    never NaN) and returns `c_i = sum_j a_ij value_j`. The scores, the
+    softmax and the weighted sum run in float32 under every dtype policy;
+    the results are cast back to the compute dtype. There are
     no heads and no value/output projections: the context has the value's
     feature size, as in the sequence-to-sequence models these scores come
     from. `Tq` may be `1` (one decoder step of an RNN decoder).
@@ -231,17 +233,21 @@ class AdditiveAttention(keras.layers.Layer):
         self.built = True
 
     def _logits(self, query, key):
+        # In float32 under every dtype policy: float16 scores (and the sums
+        # under the tanh) overflow for large inputs.
+        query = ops.cast(query, "float32")
+        key = ops.cast(key, "float32")
         if self.score == "general":
-            projected = ops.matmul(query, ops.cast(self.kernel, query.dtype))
+            projected = ops.matmul(query, ops.cast(self.kernel, "float32"))
             return ops.einsum("bqd,bkd->bqk", projected, key)
-        q = ops.matmul(query, ops.cast(self.query_kernel, query.dtype))
-        k = ops.matmul(key, ops.cast(self.key_kernel, key.dtype))
+        q = ops.matmul(query, ops.cast(self.query_kernel, "float32"))
+        k = ops.matmul(key, ops.cast(self.key_kernel, "float32"))
         if self.bias is not None:
-            q = q + ops.cast(self.bias, q.dtype)
+            q = q + ops.cast(self.bias, "float32")
         # (batch, Tq, Tv, units): the O(Tq * Tv * units) part.
         hidden = ops.tanh(q[:, :, None, :] + k[:, None, :, :])
         return ops.einsum(
-            "bqku,u->bqk", hidden, ops.cast(self.score_vector, hidden.dtype)
+            "bqku,u->bqk", hidden, ops.cast(self.score_vector, "float32")
         )
 
     def call(

@@ -44,6 +44,9 @@ class DynamicAttention(BaseAttention):
     `use_causal_mask`, dropout on the weights, grouped key/value heads and
     `return_attention_scores` (the final weights `a'`) work as in the shared
     shell; a query with nothing to attend to outputs zeros.
+    Temperatures, gates, scores, the softmax and the weighted sums run in
+    float32 under every dtype policy; the results are cast back to the
+    compute dtype.
 
     Args:
         num_heads: int, number of query heads.
@@ -161,14 +164,17 @@ class DynamicAttention(BaseAttention):
         return_attention_scores=False,
         training=None,
     ):
-        scaled = query
+        # The scores run in float32 (see `dot_product_attention`); so does
+        # the division by the temperature, which may be as small as
+        # `epsilon`.
+        scaled = ops.cast(query, "float32")
         if self.temperature:
             tau = ops.softplus(
                 self._per_head(
                     query, self.temperature_kernel, self.temperature_bias
                 )
             ) + self.epsilon
-            scaled = query / ops.cast(tau[..., None], query.dtype)
+            scaled = scaled / tau[..., None]
         if self.talking_heads:
             out, weights = self._talking_heads(
                 scaled, key, value, mask, use_causal_mask, training
@@ -190,8 +196,11 @@ class DynamicAttention(BaseAttention):
             gate = ops.sigmoid(
                 self._per_head(query, self.gate_kernel, self.gate_bias)
             )
-            out = out * ops.cast(gate[..., None], out.dtype)
-        return out, (weights if return_attention_scores else None)
+            out = ops.cast(out, "float32") * gate[..., None]
+        out = ops.cast(out, query.dtype)
+        if not return_attention_scores:
+            return out, None
+        return out, ops.cast(weights, query.dtype)
 
     def _talking_heads(
         self, query, key, value, mask, use_causal_mask, training
@@ -231,9 +240,9 @@ class DynamicAttention(BaseAttention):
                 weights, self.dropout, seed=self.seed_generator
             )
         out = ops.einsum(
-            "bhqk,bkhd->bqhd", ops.cast(attended, value.dtype), value
+            "bhqk,bkhd->bqhd", attended, ops.cast(value, "float32")
         )
-        return out, ops.cast(weights, self.compute_dtype)
+        return out, weights
 
     def get_config(self):
         config = super().get_config()

@@ -52,7 +52,9 @@ class LowRankAttention(BaseAttention):
       same for every query: a key padding mask, applied like `value_mask`.)
     - The compression sums over up to `max_length` positions; it runs in
       float32 under every dtype policy (`E` and `F` are never cast to float16
-      or bfloat16), and its results are cast back to the compute dtype.
+      or bfloat16), and so does the attention over the compressed keys and
+      values (scores, softmax, weighted sum); its results are cast back to
+      the compute dtype.
     - `Tq` may differ from `Tk` (cross-attention); only `Tk` is bounded by
       `max_length`.
 
@@ -309,14 +311,13 @@ class LowRankAttention(BaseAttention):
             # A compressed position exists when at least one key is real; an
             # example with no real key has nothing to attend to.
             compressed_mask = ops.any(keys, axis=-1)[:, None, None, None]
-        compressed_key = ops.cast(
-            self._compress(self.key_projection, key, keep), key.dtype
-        )
-        compressed_value = ops.cast(
-            self._compress(self.value_projection, value, keep), value.dtype
-        )
+        # The compressed keys and values stay in float32 (a sum over up to
+        # `max_length` positions may leave float16's range), and so do the
+        # scores (`dot_product_attention` computes them in float32).
+        compressed_key = self._compress(self.key_projection, key, keep)
+        compressed_value = self._compress(self.value_projection, value, keep)
         result = attention_ops.dot_product_attention(
-            query,
+            ops.cast(query, "float32"),
             compressed_key,
             compressed_value,
             mask=compressed_mask,
@@ -327,9 +328,11 @@ class LowRankAttention(BaseAttention):
             # The (Tq, rank) scores are small: the exact core is the fast one.
             implementation="exact",
         )
-        if return_attention_scores:
-            return result
-        return result, None
+        out, scores = result if return_attention_scores else (result, None)
+        out = ops.cast(out, query.dtype)
+        if scores is not None:
+            scores = ops.cast(scores, query.dtype)
+        return out, scores
 
     # ------------------------------------------------------------------
     # shapes and config

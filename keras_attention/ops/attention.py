@@ -146,8 +146,12 @@ def _exact(q, k, v, mask5, bias5, slopes5, is_causal, window_size, scale, dropou
     b, tq, h, d = (sc.static_or_dynamic(q, i) for i in range(4))
     tk, kv_heads = sc.static_or_dynamic(k, 1), k.shape[2]
     groups = h // kv_heads
-    qg = ops.reshape(q * ops.cast(scale, q.dtype), (b, tq, kv_heads, groups, d))
-    logits = ops.cast(ops.einsum("bqhgd,bkhd->bhgqk", qg, k), "float32")
+    # Scores in float32 whatever the input dtype: float16 scores overflow
+    # (to inf, then NaN) once `|q . k| * scale` exceeds 65504.
+    qg = ops.reshape(
+        ops.cast(q, "float32") * scale, (b, tq, kv_heads, groups, d)
+    )
+    logits = ops.einsum("bqhgd,bkhd->bhgqk", qg, ops.cast(k, "float32"))
     qpos = ops.arange(tq, dtype="int32")
     kpos = ops.arange(tk, dtype="int32")
     allowed = sc.both(
@@ -160,7 +164,7 @@ def _exact(q, k, v, mask5, bias5, slopes5, is_causal, window_size, scale, dropou
     if dropout is not None:
         rate, seed = dropout
         attended = random.dropout(weights, rate, seed=seed)
-    out = ops.einsum("bhgqk,bkhd->bqhgd", ops.cast(attended, v.dtype), v)
+    out = ops.einsum("bhgqk,bkhd->bqhgd", attended, ops.cast(v, "float32"))
     out = ops.reshape(out, (b, tq, h, sc.static_or_dynamic(v, 3)))
     weights = ops.reshape(weights, (b, h, tq, tk))
     return out, weights
@@ -192,7 +196,10 @@ def dot_product_attention(
     Computes `softmax(query @ key^T * scale + bias, masked) @ value` per head.
     Masked scores are removed before the softmax; a query with no key left to
     attend to gets an all-zero output row and all-zero weights (never NaN).
-    The softmax is computed in float32 for every input dtype.
+    Both implementations compute the scores, the softmax and the weighted
+    sum of the values in float32 for every input dtype (float16 scores
+    overflow as soon as `|q . k| * scale` exceeds 65504), and cast the
+    results back to the query's dtype.
 
     Args:
         query: tensor `(batch, Tq, heads, head_dim)`.

@@ -211,7 +211,8 @@ def regional_attention(
     `|i - j| < window_size` (`0 <= i - j < window_size` when causal), and
     `mask` whatever it allows. Positions are compared by index from the
     start of both sequences (top-left aligned, like `is_causal`). A query
-    with no key left gets a zero output. The softmax runs in float32.
+    with no key left gets a zero output. The scores, the softmax and the
+    weighted sum run in float32; the output is cast to the query's dtype.
 
     Cost: `O(T * W * R * head_dim)` time and `O(heads * T * W * R)` memory
     for the scores (`T = max(Tq, Tk)` rounded up to a multiple of `R`,
@@ -288,14 +289,22 @@ def regional_attention(
         regions = -ops.floor_divide(-ops.maximum(tq, tk), R)
     offsets = region_offsets(num_neighbors, is_causal)
 
-    # (b, nR, R, kv, g, d) queries; (b, nR, W * R, kv, d) keys and values.
-    q = query * ops.cast(scale, query.dtype)
+    # (b, nR, R, kv, g, d) queries; (b, nR, W * R, kv, d) keys and values,
+    # in float32 (float16 scores overflow once |q . k| * scale > 65504).
+    q = ops.cast(query, "float32") * scale
     q = _to_regions(q, 1, tq, regions, R, 0)
     q = ops.reshape(q, (batch, regions, R, kv_heads, groups, head_dim))
-    k = _neighbourhood(_to_regions(key, 1, tk, regions, R, 0), 1, offsets, 0)
-    v = _neighbourhood(_to_regions(value, 1, tk, regions, R, 0), 1, offsets, 0)
+    k, v = (
+        _neighbourhood(
+            _to_regions(ops.cast(x, "float32"), 1, tk, regions, R, 0),
+            1,
+            offsets,
+            0,
+        )
+        for x in (key, value)
+    )
 
-    logits = ops.cast(ops.einsum("brqhgd,brkhd->bhgrqk", q, k), "float32")
+    logits = ops.einsum("brqhgd,brkhd->bhgrqk", q, k)
 
     # Positions of the queries (nR, R, 1) and of the gathered keys (nR, 1, W*R).
     first = ops.arange(regions, dtype="int32") * R
@@ -330,7 +339,7 @@ def regional_attention(
     weights = _masked_softmax(logits, allowed)
     if training and dropout_rate:
         weights = random.dropout(weights, float(dropout_rate), seed=seed)
-    out = ops.einsum("bhgrqk,brkhd->brqhgd", ops.cast(weights, value.dtype), v)
+    out = ops.einsum("bhgrqk,brkhd->brqhgd", weights, v)
     out = ops.reshape(out, (batch, regions * R, heads, value_dim))
     if not (isinstance(tq, int) and regions * R == tq):
         out = out[:, :tq]

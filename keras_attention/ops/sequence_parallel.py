@@ -144,10 +144,11 @@ def partial_attention(
             ops.zeros((b, tq, heads, dv), "float32"),
             ops.full((b, tq, heads), NEG, "float32"),
         )
+    # Float32 scores: float16 ones overflow once |q . k| * scale > 65504.
     qg = ops.reshape(
-        query * ops.cast(scale, query.dtype), (b, tq, kv_heads, groups, d)
+        ops.cast(query, "float32") * scale, (b, tq, kv_heads, groups, d)
     )
-    logits = ops.cast(ops.einsum("bqhgd,bkhd->bhgqk", qg, key), "float32")
+    logits = ops.einsum("bqhgd,bkhd->bhgqk", qg, ops.cast(key, "float32"))
     qpos = ops.arange(tq, dtype="int32")
     kpos = ops.cast(key_offset, "int32") + ops.arange(ts, dtype="int32")
     allowed = sc.position_mask(

@@ -18,7 +18,9 @@ And the block lists of the fixed patterns (`strided_blocks`, `fixed_blocks`,
 as a dense boolean `(num_query_blocks, num_key_blocks)` array.
 
 A query row with nothing to attend to gets a zero output and zero weights,
-as in `dot_product_attention`; the softmax runs in float32.
+as in `dot_product_attention`; the scores, the softmax and the weighted sum
+run in float32 (float16 scores overflow once `|q . k| * scale` exceeds
+65504), and the results are cast to the query's dtype.
 """
 
 import numpy as np
@@ -196,11 +198,12 @@ def block_sparse_attention(
     block_index = _int(block_index)
     index = ops.clip(block_index, 0, ops.maximum(nk - 1, 0))
 
-    q = _pad_axis(query * ops.cast(scale, query.dtype), 1, nq * b)
+    # Float32 scores: float16 ones overflow once |q . k| * scale > 65504.
+    q = _pad_axis(ops.cast(query, "float32") * scale, 1, nq * b)
     q = ops.reshape(q, (batch, nq, b, kv_heads, groups, d))
 
     def gather(x, last):
-        x = _pad_axis(x, 1, nk * b)
+        x = _pad_axis(ops.cast(x, "float32"), 1, nk * b)
         x = ops.reshape(x, (batch, nk, b, kv_heads, last))
         x = ops.take(x, ops.reshape(index, (-1,)), axis=1)
         return ops.reshape(x, (batch, nq, k_count * b, kv_heads, last))
@@ -209,7 +212,6 @@ def block_sparse_attention(
     # Tile layout (b, nq, kv, g, bq, K * bk): the batched matmul's own output
     # layout, so no score-sized transpose is made (or kept for the gradient).
     logits = ops.einsum("bnqhgd,bnkhd->bnhgqk", q, k_tiles)
-    logits = ops.cast(logits, "float32")
 
     key_pos = ops.reshape(block_index[:, :, None] * b + _arange(b), (nq, -1))
     allowed = ops.logical_and(key_pos >= 0, key_pos < tk)
@@ -231,9 +233,7 @@ def block_sparse_attention(
         )
     weights = _softmax_rows(logits, allowed)
     attended = _dropout(weights, dropout)
-    out = ops.einsum(
-        "bnhgqk,bnkhd->bnqhgd", ops.cast(attended, value.dtype), v_tiles
-    )
+    out = ops.einsum("bnhgqk,bnkhd->bnqhgd", attended, v_tiles)
     out = ops.reshape(out, (batch, nq * b, heads, dv))[:, :tq]
     out = ops.cast(out, query.dtype)
     if not return_weights:
@@ -521,9 +521,7 @@ def _select_top_k(q5, k4, mask5, *, top_k, tk, is_causal, chunk):
 
     def body(i, carry):
         index_buf, value_buf = carry
-        s = ops.cast(
-            ops.einsum("bhgqd,bhkd->bhgqk", q_chunks[i], k4), "float32"
-        )
+        s = ops.einsum("bhgqd,bhkd->bhgqk", q_chunks[i], k4)
         allowed = key_ok
         if is_causal:
             query_pos = i * chunk + _arange(chunk)
@@ -604,9 +602,12 @@ def top_k_attention(
     if mask is not None:
         mask5 = sc.group_heads(ops.cast(mask, "bool"), kv_heads, groups)
 
-    q5 = _grouped_query(query * ops.cast(scale, query.dtype), kv_heads, groups)
-    k4 = ops.transpose(_pad_axis(key, 1, tkp), (0, 2, 1, 3))
-    v4 = ops.transpose(_pad_axis(value, 1, tkp), (0, 2, 1, 3))
+    # Float32 scores: float16 ones overflow once |q . k| * scale > 65504.
+    q5 = _grouped_query(ops.cast(query, "float32") * scale, kv_heads, groups)
+    k4, v4 = (
+        ops.transpose(_pad_axis(ops.cast(x, "float32"), 1, tkp), (0, 2, 1, 3))
+        for x in (key, value)
+    )
     index, valid = _select_top_k(
         ops.stop_gradient(q5),
         ops.stop_gradient(k4),
@@ -631,12 +632,10 @@ def top_k_attention(
         )
 
     k_sel, v_sel = gather(k4, d), gather(v4, dv)
-    logits = ops.cast(ops.einsum("bhgqd,bhgqkd->bhgqk", q5, k_sel), "float32")
+    logits = ops.einsum("bhgqd,bhgqkd->bhgqk", q5, k_sel)
     weights = _softmax_rows(logits, valid)
     attended = _dropout(weights, dropout)
-    out = ops.einsum(
-        "bhgqk,bhgqkd->bhgqd", ops.cast(attended, value.dtype), v_sel
-    )
+    out = ops.einsum("bhgqk,bhgqkd->bhgqd", attended, v_sel)
     out = ops.reshape(ops.transpose(out, (0, 3, 1, 2, 4)), (batch, tq, heads, dv))
     out = ops.cast(out, query.dtype)
     if not return_weights:

@@ -632,6 +632,44 @@ def test_mixed_precision_close_to_float32(policy, atol, init):
         )
 
 
+def ordered_keys(batch, length, features, magnitude):
+    """`(batch, length, features)` inputs `c_j * u_b`, `c_j` a shuffled
+    `linspace(-1, 1)`: every logit is `c_j * a + b` for its query, so the
+    keys a query prefers are ordered by `c_j`, with gaps of `2 / (length - 1)`
+    of the logits' scale that float16 rounding (1e-3) cannot reorder."""
+    c = RNG.permutation(np.linspace(-1.0, 1.0, length))
+    u = RNG.standard_normal((batch, 1, features))
+    return (magnitude * c[None, :, None] * u).astype("float32")
+
+
+@pytest.mark.parametrize("implementation", [None, "exact", "chunked"])
+def test_float16_large_inputs_are_finite_and_match_reference(implementation):
+    # Inputs ~1e4 give scores ~1e7, far beyond float16's 65504: they must be
+    # computed in float32 on every path (`None` picks the exact core at this
+    # length), and the float16 output must still be the float64 answer.
+    keras.config.set_dtype_policy("mixed_float16")
+    query, value = normal(2, 6, 8, scale=1e4), ordered_keys(2, 7, 8, 1e4)
+    layer = make_layer(
+        query, value, num_heads=2, key_dim=4, implementation=implementation
+    )
+    assert layer.compute_dtype == "float16"
+    # Padding and a causal mask on top (the first query then sees one key).
+    value_mask = np.array([[1] * 7, [1, 1, 1, 1, 1, 0, 0]], bool)
+    kwargs = {"value_mask": value_mask, "use_causal_mask": True}
+    want, want_scores = ref.multi_head(layer, query, value, **kwargs)
+    got = layer(query, value, **kwargs)
+    assert keras.backend.standardize_dtype(got.dtype) == "float16"
+    got = ref.to_np(got)
+    assert np.isfinite(got).all()
+    # float16 carries ~3 significant digits: 1% of the outputs' scale.
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2 * scale)
+    if implementation != "chunked":
+        _, scores = layer(query, value, return_attention_scores=True, **kwargs)
+        assert keras.backend.standardize_dtype(scores.dtype) == "float16"
+        np.testing.assert_allclose(ref.to_np(scores), want_scores, atol=1e-2)
+
+
 # --------------------------------------------------------------------------
 # Models: training under XLA, Sequential, functional, subclassed
 # --------------------------------------------------------------------------

@@ -660,6 +660,32 @@ def test_float16_chunked_survives_large_logits():
     np.testing.assert_array_equal(to_np(out)[0, :, 0], [[1, 0, 0], [1, 0, 0]])
 
 
+@pytest.mark.parametrize("implementation", [None, "exact", "chunked"])
+def test_float16_scores_beyond_float16_range(implementation):
+    # Scaled scores of +-131072 and 65536 overflow float16 (max 65504); every
+    # path computes them in float32, so the weights are one-hot on key 0 for
+    # query 0 and on key 2 for query 1, and the outputs are those values.
+    # All inputs are exact in float16 and the answers are exact too.
+    q = np.zeros((1, 2, 1, 64), "float32")
+    q[0, 0, 0, :], q[0, 1, 0, :] = 128.0, -128.0
+    k = np.zeros((1, 3, 1, 64), "float32")
+    k[0, 0, 0, :], k[0, 1, 0, :], k[0, 2, 0, :] = 128.0, 64.0, -128.0
+    v = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], "float32")[None, :, None]
+    low = [tf.cast(x, "float16") for x in (q, k, v)]
+    out = dot_product_attention(*low, implementation=implementation)
+    assert dtype_of(out) == "float16"
+    np.testing.assert_array_equal(to_np(out)[0, :, 0], [[1, 2], [5, 6]])
+    if implementation != "chunked":
+        out, weights = dot_product_attention(
+            *low, implementation=implementation, return_scores=True
+        )
+        assert dtype_of(weights) == "float16"
+        np.testing.assert_array_equal(to_np(out)[0, :, 0], [[1, 2], [5, 6]])
+        np.testing.assert_array_equal(
+            to_np(weights)[0, 0], [[1, 0, 0], [0, 0, 1]]
+        )
+
+
 # --------------------------------------------------------------------------
 # XLA
 # --------------------------------------------------------------------------
