@@ -12,6 +12,7 @@ from keras_attention.layers.base import mask_queries
 from keras_attention.layers.base import merge_masks
 from keras_attention.layers.base import set_keras_mask
 from keras_attention.layers.registry import register_attention
+from keras_attention.ops.scores import hide_unseen
 
 SCORES = ("additive", "general")
 
@@ -273,6 +274,9 @@ class AdditiveAttention(keras.layers.Layer):
         mask = merge_masks(
             self, 1, query, value, value_mask, key_mask, attention_mask
         )
+        # Padding may hold anything (NaN, inf): keep it out of every product
+        # (and gradient).
+        value, key = hide_unseen(mask, value, key)
         logits = self._logits(query, key)
         result = attend_with_scores(
             logits,

@@ -9,6 +9,7 @@ from keras.src.backend.common.masking import get_keras_mask
 from keras.src.backend.common.masking import set_keras_mask
 
 from keras_attention.layers.registry import register_attention
+from keras_attention.ops.scores import hide_unseen
 
 
 def _shape_error(layer, argument, expected, received):
@@ -133,18 +134,19 @@ def mask_queries(layer, query, query_mask, output, scores=None):
         scores: optional `(batch, heads, Tq, Tv)` weights.
 
     Returns:
-        `(output, scores)` with masked query rows set to zero.
+        `(output, scores)` with masked query rows set to zero (selected, not
+        multiplied: a padded query may hold NaN or inf).
     """
     if query_mask is None:
         return output, scores
     check_mask(layer, "query_mask", query_mask, tuple(query.shape[:2]))
-    keep = ops.cast(query_mask, output.dtype)
+    keep = ops.cast(query_mask, "bool")
     for _ in range(len(output.shape) - 2):
         keep = ops.expand_dims(keep, -1)
-    output = output * keep
+    output = ops.where(keep, output, 0.0)
     if scores is not None:
-        keep = ops.cast(query_mask, scores.dtype)[:, None, :, None]
-        scores = scores * keep
+        keep = ops.cast(query_mask, "bool")[:, None, :, None]
+        scores = ops.where(keep, scores, 0.0)
     return output, scores
 
 
@@ -245,6 +247,9 @@ class BaseAttention(keras.layers.Layer):
             `(batch, heads, Tq, Tv)`); `True` means "may attend". A query
             axis of size 1 (e.g. `(batch, 1, Tv)`, a key padding mask)
             applies to every query.
+        Padding may hold anything: keys and values that the masks hide
+        from every query, and masked queries, never reach the output, even
+        when they are NaN or inf.
         use_causal_mask: bool, hide future keys from each query.
         return_attention_scores: bool, also return the attention weights
             `(batch, num_heads, Tq, Tv)` when the variant has them.
@@ -555,6 +560,9 @@ class BaseAttention(keras.layers.Layer):
             key_mask,
             attention_mask,
         )
+        # Padding may hold anything (NaN, inf): zeroed before the
+        # projections, it reaches neither the outputs nor the gradients.
+        value, key = hide_unseen(mask, value, key)
         q = self.query_dense(query)
         k = self.key_dense(key)
         v = self.value_dense(value)

@@ -205,6 +205,8 @@ class DynamicAttention(BaseAttention):
     def _talking_heads(
         self, query, key, value, mask, use_causal_mask, training
     ):
+        # Padding may hold anything (NaN, inf): keep it out of the products.
+        key, value = sc.hide_unseen(mask, key, value)
         groups = self.num_heads // self.num_key_value_heads
         if groups > 1:
             key = ops.repeat(key, groups, axis=2)

@@ -10,6 +10,7 @@ from keras_attention.layers.base import mask_queries
 from keras_attention.layers.base import merge_masks
 from keras_attention.layers.base import set_keras_mask
 from keras_attention.layers.registry import register_attention
+from keras_attention.ops.scores import hide_unseen
 
 
 @register_attention("scaled_dot_product")
@@ -149,6 +150,9 @@ class ScaledDotProductAttention(keras.layers.Layer):
         mask = merge_masks(
             self, 1, query, value, value_mask, key_mask, attention_mask
         )
+        # Padding may hold anything (NaN, inf): keep it out of every product
+        # (and gradient).
+        value, key = hide_unseen(mask, value, key)
         result = attention_ops.dot_product_attention(
             query[:, :, None, :],
             key[:, :, None, :],

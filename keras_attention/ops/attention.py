@@ -196,6 +196,8 @@ def dot_product_attention(
     Computes `softmax(query @ key^T * scale + bias, masked) @ value` per head.
     Masked scores are removed before the softmax; a query with no key left to
     attend to gets an all-zero output row and all-zero weights (never NaN).
+    Keys and values at positions that `mask` hides from every query never
+    enter a product, so padding may hold anything, NaN and inf included.
     Both implementations compute the scores, the softmax and the weighted
     sum of the values in float32 for every input dtype (float16 scores
     overflow as soon as `|q . k| * scale` exceeds 65504), and cast the
@@ -300,6 +302,8 @@ def dot_product_attention(
         scale = 1.0 / math.sqrt(head_dim)
     scale = float(scale)
 
+    # Padding may hold anything (NaN, inf): keep it out of the products.
+    key, value = sc.hide_unseen(mask, key, value)
     mask5 = None if mask is None else sc.group_heads(mask, kv_heads, groups)
     bias5 = None if bias is None else sc.group_heads(bias, kv_heads, groups)
     slopes5 = None

@@ -119,6 +119,10 @@ def _features(x, kind, projection, is_query, key_mask):
         )
     x = ops.cast(x, "float32")
     valid = _valid_keys(key_mask)
+    if valid is not None:
+        # Masked positions may hold anything (NaN, inf): zero them before
+        # the map, so neither the features nor their gradients see them.
+        x = ops.where(valid, x, 0.0)
     shift = None
     if kind == "elu":
         features = ops.elu(x) + 1.0
@@ -497,7 +501,8 @@ def linear_attention(
         projection: `(m, d)` FAVOR+ projection (`feature_map="favor"` only).
         key_mask: optional boolean `(batch, Tk)` key padding mask (`True` =
             may be attended). Only key padding can be expressed in linear
-            form; a general `(Tq, Tk)` mask cannot.
+            form; a general `(Tq, Tk)` mask cannot. Masked keys and values
+            never enter a sum (they may be NaN).
         is_causal: bool, query `i` sees keys `j <= i` (top-left aligned).
         epsilon: float >= 0 added to the normaliser.
         chunk_size: positive int, positions per chunk of the causal form
@@ -583,7 +588,12 @@ def linear_attention(
         log_eps = math.log(epsilon) - _grouped(q_shift, kv_heads)
         log_eps = log_eps - ops.expand_dims(k_shift, -2)
         epsilon = ops.exp(ops.minimum(log_eps, 80.0))
-    v1 = _with_ones(ops.cast(value, "float32"))
+    value = ops.cast(value, "float32")
+    if key_mask is not None:
+        # Masked keys have zero features, but `0 * nan` is nan: padded
+        # values may hold anything and must not enter the sums.
+        value = ops.where(_valid_keys(key_mask), value, 0.0)
+    v1 = _with_ones(value)
     if is_causal:
         out = _causal(phi_q, phi_k, v1, chunk_size)
     else:

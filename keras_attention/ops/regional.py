@@ -228,7 +228,9 @@ def regional_attention(
         num_neighbors: non-negative int, regions seen on each side.
         mask: optional boolean broadcastable to `(batch, heads, Tq, Tk)`;
             `True` means "may attend". A key-padding mask
-            `(batch, 1, 1, Tk)` is cut into regions like the keys.
+            `(batch, 1, 1, Tk)` is cut into regions like the keys. Keys and
+            values it hides from every query are never read (they may be
+            NaN).
         is_causal: bool, hide keys after each query.
         window_size: optional positive int, see above.
         scale: score multiplier; defaults to `1 / sqrt(head_dim)`.
@@ -250,6 +252,10 @@ def regional_attention(
     query = ops.convert_to_tensor(query)
     key = ops.convert_to_tensor(key)
     value = ops.convert_to_tensor(value)
+    if mask is not None:
+        mask = ops.convert_to_tensor(mask)
+        # Padding may hold anything (NaN, inf): keep it out of the products.
+        key, value = sc.hide_unseen(mask, key, value)
     _check_int("region_size", region_size, 1)
     _check_int("num_neighbors", num_neighbors, 0)
     if window_size is not None:

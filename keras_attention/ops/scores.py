@@ -73,6 +73,39 @@ def position_mask(
     return result
 
 
+def hide_unseen(mask, *tensors):
+    """Zeroes the key/value positions that `mask` hides from every query.
+
+    Hidden keys get zero weight, but the weighted sum still multiplies
+    their values by it, and `0 * nan` (or `0 * inf`) is `nan`: a non-finite
+    value in padding would reach every output (and a non-finite key every
+    gradient). A select keeps them out, and their gradients are zero.
+
+    Args:
+        mask: `None` or a boolean tensor broadcastable to
+            `(batch, heads, Tq, Tk)`; `True` = may attend.
+        *tensors: `(batch, Tk, ...)` keys and values (projected into heads
+            or not).
+
+    Returns:
+        The tensors (a tuple, also for one), zero where no query of any
+        head may attend.
+    """
+    if mask is None:
+        return tensors
+    mask = ops.cast(mask, "bool")
+    while len(mask.shape) < 4:
+        mask = ops.expand_dims(mask, 0)
+    seen = ops.any(mask, axis=(1, 2))  # (b|1, Tk|1)
+    hidden = []
+    for x in tensors:
+        keep = seen
+        while len(keep.shape) < len(x.shape):
+            keep = ops.expand_dims(keep, -1)
+        hidden.append(ops.where(keep, x, 0.0))
+    return tuple(hidden)
+
+
 def both(a, b):
     """Logical AND of two optional boolean masks."""
     if a is None:

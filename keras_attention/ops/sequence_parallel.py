@@ -157,6 +157,8 @@ def partial_attention(
     if mask is not None:
         mask = ops.cast(ops.convert_to_tensor(mask), "bool")
         allowed = sc.both(sc.group_heads(mask, kv_heads, groups), allowed)
+        # Padding may hold anything (NaN, inf): keep it out of the products.
+        key, value = sc.hide_unseen(mask, key, value)
     if allowed is not None:
         logits = ops.where(allowed, logits, NEG)
     row_max = ops.max(logits, axis=-1, keepdims=True)

@@ -18,6 +18,7 @@ And the block lists of the fixed patterns (`strided_blocks`, `fixed_blocks`,
 as a dense boolean `(num_query_blocks, num_key_blocks)` array.
 
 A query row with nothing to attend to gets a zero output and zero weights,
+and keys and values that the mask hides from every query are never read,
 as in `dot_product_attention`; the scores, the softmax and the weighted sum
 run in float32 (float16 scores overflow once `|q . k| * scale` exceeds
 65504), and the results are cast to the query's dtype.
@@ -187,6 +188,8 @@ def block_sparse_attention(
         `(batch, Tq, heads, dv)` in the query's dtype, or `(output, weights)`.
     """
     b = int(block_size)
+    # Padding may hold anything (NaN, inf): keep it out of the products.
+    key, value = sc.hide_unseen(mask, key, value)
     batch = _size(query, 0)
     tq, heads, d = _size(query, 1), query.shape[2], query.shape[3]
     tk, kv_heads, dv = _size(key, 1), key.shape[2], value.shape[3]
@@ -598,6 +601,8 @@ def top_k_attention(
     if scale is None:
         scale = 1.0 / float(np.sqrt(d))
     tkp = max(tk, top_k) if _is_int(tk) else ops.maximum(tk, top_k)
+    # Padding may hold anything (NaN, inf): keep it out of the products.
+    key, value = sc.hide_unseen(mask, key, value)
     mask5 = None
     if mask is not None:
         mask5 = sc.group_heads(ops.cast(mask, "bool"), kv_heads, groups)

@@ -3,6 +3,9 @@
 - float16 inputs large enough that scores leave float16's range: the
   scores run in float32 everywhere, so the outputs are finite and match the
   float32 layer with the same weights.
+- NaN and inf in padding (value positions hidden by a Keras mask, a
+  `value_mask` or an `attention_mask`, and masked queries): the outputs are
+  those of the same inputs with zeros there, exactly.
 
 Each variant is checked in the configurations whose cores differ (exact,
 chunked, regions, blocks, top-k, ...); the variants' own test files hold
@@ -12,6 +15,8 @@ their NumPy references, against which the float32 layers are checked.
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from keras.src.backend.common.masking import set_keras_mask
 
 import attention_reference as ref
 
@@ -133,3 +138,109 @@ def test_float16_large_inputs_give_finite_float32_close_outputs(config):
         np.testing.assert_allclose(
             ref.to_np(scores), ref.to_np(want_scores), atol=1e-2
         )
+
+
+# --------------------------------------------------------------------------
+# non-finite padding
+# --------------------------------------------------------------------------
+JUNK = np.array([np.nan, np.inf, -np.inf], "float32")
+# Batch 1 is padded at positions 2, 5, 6 and 7.
+VALID = np.array([[1] * 8, [1, 1, 0, 1, 1, 0, 0, 0]], bool)
+
+
+def with_junk(x, valid):
+    """`x` with NaN/+inf/-inf at the invalid positions, and with zeros."""
+    junk = JUNK[np.arange(x.shape[-1]) % 3]
+    bad = np.where(valid[..., None], x, junk).astype("float32")
+    return bad, np.where(valid[..., None], x, 0.0).astype("float32")
+
+
+def key_padding_only(name):
+    # Variants whose `attention_mask` must be the same for every query.
+    return name in ("linear", "low_rank")
+
+
+@pytest.mark.parametrize("how", ["value_mask", "keras_mask", "attention_mask"])
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+def test_non_finite_padded_values_never_reach_the_outputs(config, how):
+    name, init = config
+    query, value = normal(2, 8, 8), normal(2, 8, 8)
+    layer = make(name, init, query, value, scale=0.3)
+    bad, zeros = with_junk(value, VALID)
+    kwargs = {}
+    if name != "low_rank":
+        kwargs["use_causal_mask"] = True
+    if how == "attention_mask":
+        if key_padding_only(name):
+            kwargs["attention_mask"] = VALID[:, None]
+        else:
+            # Varies by query, and hides the padding from every query.
+            kwargs["attention_mask"] = VALID[:, None] & (
+                RNG.random((2, 8, 8)) < 0.7
+            )
+    elif how == "value_mask":
+        kwargs["value_mask"] = VALID
+
+    def call(value, **extra):
+        if how == "keras_mask":
+            value = keras.ops.convert_to_tensor(value)
+            set_keras_mask(value, keras.ops.convert_to_tensor(VALID))
+        return layer(query, value, **kwargs, **extra)
+
+    got, want = ref.to_np(call(bad)), ref.to_np(call(zeros))
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=1e-6)
+    if getattr(layer, "supports_attention_scores", True) and (
+        init.get("implementation") != "chunked"
+    ):
+        _, got = call(bad, return_attention_scores=True)
+        _, want = call(zeros, return_attention_scores=True)
+        assert np.isfinite(ref.to_np(got)).all()
+        np.testing.assert_allclose(
+            ref.to_np(got), ref.to_np(want), atol=1e-6, rtol=1e-6
+        )
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+def test_non_finite_padded_queries_give_zero_rows(config):
+    # Self-attention over a padded sequence (Keras masks on both inputs):
+    # NaN/inf in the padding reaches neither the masked rows (zeros) nor
+    # the others.
+    name, init = config
+    x = normal(2, 8, 8)
+    layer = make(name, init, x, x, scale=0.3)
+    bad, zeros = with_junk(x, VALID)
+
+    def call(x):
+        x = keras.ops.convert_to_tensor(x)
+        set_keras_mask(x, keras.ops.convert_to_tensor(VALID))
+        return ref.to_np(layer(x, x))
+
+    got, want = call(bad), call(zeros)
+    assert np.isfinite(got).all()
+    np.testing.assert_array_equal(got[~VALID], 0.0)
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+def test_non_finite_padding_gives_the_gradients_of_zeros(config):
+    # Zeroed before the projections, the padding cannot turn the weights'
+    # gradients into NaN either (a projection's kernel gradient sums over
+    # every position, padded ones included).
+    name, init = config
+    query, value = normal(2, 8, 8), normal(2, 8, 8)
+    layer = make(name, init, query, value, scale=0.3)
+    bad, zeros = with_junk(value, VALID)
+    kwargs = {"value_mask": VALID}
+    if name != "low_rank":
+        kwargs["use_causal_mask"] = True
+
+    def gradients(value):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(layer(query, value, **kwargs)))
+        return tape.gradient(loss, layer.trainable_weights)
+
+    for got, want in zip(gradients(bad), gradients(zeros)):
+        got = ref.to_np(got)
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, ref.to_np(want), atol=1e-5, rtol=1e-5)

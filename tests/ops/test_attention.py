@@ -585,6 +585,52 @@ def test_everything_masked(implementation):
     np.testing.assert_array_equal(to_np(out), 0.0)
 
 
+@pytest.mark.parametrize("implementation", ["exact", "chunked"])
+@pytest.mark.parametrize("mask_kind", ["padding", "per_query"])
+def test_non_finite_padding_never_reaches_outputs_or_gradients(
+    implementation, mask_kind
+):
+    # Keys and values that no query may attend (padding) hold NaN and +-inf:
+    # outputs and gradients are those of the same inputs with zeros there
+    # (whose weights are zero), and the padding gets zero gradients.
+    rng = np.random.default_rng(12)
+    q, k, v = random_inputs(rng, batch=2, tq=5, tk=7)
+    valid = np.array([[1, 1, 1, 1, 1, 1, 1], [1, 1, 0, 1, 1, 0, 0]], bool)
+    if mask_kind == "padding":
+        mask = np_padding(valid)
+    else:
+        # A (batch, heads, Tq, Tk) mask that also varies by query and head,
+        # hiding the padded keys from all of them.
+        mask = np_padding(valid) & (rng.random((2, 4, 5, 7)) < 0.7)
+        mask[..., 0] = True
+    junk = np.array([np.nan, np.inf, -np.inf], "float32")
+    pad = ~valid[:, :, None, None]
+    k_bad = np.where(pad, junk[np.arange(8) % 3], k).astype("float32")
+    v_bad = np.where(pad, junk[(np.arange(8) + 1) % 3], v).astype("float32")
+    k_zero, v_zero = (np.where(pad, 0.0, x).astype("float32") for x in (k, v))
+    d_out = rng.normal(size=(2, 5, 4, 8)).astype("float32")
+    kwargs = dict(mask=mask, is_causal=True, implementation=implementation)
+    if implementation == "chunked":
+        kwargs["block_size"] = 3
+    got = attention_and_grads(q, k_bad, v_bad, d_out, **kwargs)
+    want = attention_and_grads(q, k_zero, v_zero, d_out, **kwargs)
+    for name, g, w in zip(["out", "dq", "dk", "dv"], got, want):
+        assert np.isfinite(g).all(), name
+        np.testing.assert_allclose(g, w, atol=1e-6, rtol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(got[2][~valid], 0.0)
+    np.testing.assert_array_equal(got[3][~valid], 0.0)
+    if implementation == "exact":
+        _, weights = dot_product_attention(
+            q, k_bad, v_bad, return_scores=True, **kwargs
+        )
+        _, want_weights = dot_product_attention(
+            q, k_zero, v_zero, return_scores=True, **kwargs
+        )
+        np.testing.assert_allclose(
+            to_np(weights), to_np(want_weights), atol=1e-6, rtol=1e-6
+        )
+
+
 # --------------------------------------------------------------------------
 # low precision
 # --------------------------------------------------------------------------
