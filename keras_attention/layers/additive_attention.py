@@ -12,6 +12,7 @@ from keras_attention.layers.base import mask_queries
 from keras_attention.layers.base import merge_masks
 from keras_attention.layers.base import set_keras_mask
 from keras_attention.layers.registry import register_attention
+from keras_attention.ops import scores as sc
 from keras_attention.ops.scores import hide_unseen
 
 SCORES = ("additive", "general")
@@ -45,12 +46,12 @@ def attend_with_scores(
     Returns:
         `(batch, Tq, dv)` in `value`'s dtype, and the weights on request.
     """
-    # (batch, T, 1, 1), with the heads axis static for the core.
-    zeros_q = ops.expand_dims(ops.zeros_like(logits[:, :, 0]), (2, 3))
-    zeros_k = ops.expand_dims(ops.zeros_like(logits[:, 0, :]), (2, 3))
+    # (batch, T, 1, 1), with the heads axis static for the core (and any
+    # of the sizes possibly 0).
+    batch, tq, tk = (sc.static_or_dynamic(logits, i) for i in range(3))
     result = attention_ops.dot_product_attention(
-        ops.cast(zeros_q, value.dtype),
-        ops.cast(zeros_k, value.dtype),
+        ops.zeros((batch, tq, 1, 1), value.dtype),
+        ops.zeros((batch, tk, 1, 1), value.dtype),
         value[:, :, None, :],
         mask=mask,
         bias=ops.cast(logits, "float32")[:, None],

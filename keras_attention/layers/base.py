@@ -288,7 +288,11 @@ class BaseAttention(keras.layers.Layer):
         `return_attention_scores=True` the tuple `(output, scores)`. With a
         `cache`, the updated cache comes last: `(output, cache)` or
         `(output, scores, cache)`, the scores then covering the whole cache
-        `(batch, num_heads, Tq, cache_length)`.
+        `(batch, num_heads, Tq, cache_length)`. Empty inputs (`Tq`, `Tv` or
+        the batch of size 0) give empty results of these shapes; with
+        `Tv = 0` every query has nothing to attend to: zero attention (and
+        zero weights), so its output is the output projection's bias, as
+        when all its keys are masked.
     """
 
     # Whether `attend()` can produce attention weights.

@@ -311,6 +311,9 @@ class LowRankAttention(BaseAttention):
             # A compressed position exists when at least one key is real; an
             # example with no real key has nothing to attend to.
             compressed_mask = ops.any(keys, axis=-1)[:, None, None, None]
+        if key.shape[1] == 0:
+            # No key at all: nothing to compress, nothing to attend to.
+            compressed_mask = ops.zeros((1, 1, 1, 1), "bool")
         # The compressed keys and values stay in float32 (a sum over up to
         # `max_length` positions may leave float16's range), and so do the
         # scores (`dot_product_attention` computes them in float32).

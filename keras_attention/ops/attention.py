@@ -242,7 +242,9 @@ def dot_product_attention(
     Returns:
         `output` of shape `(batch, Tq, heads, value_dim)` in the query's
         dtype; with `return_scores=True`, the tuple `(output, weights)` where
-        `weights` has shape `(batch, heads, Tq, Tk)`.
+        `weights` has shape `(batch, heads, Tq, Tk)`. Empty inputs (`batch`,
+        `Tq` or `Tk` of 0) give empty results, or zeros when only `Tk` is 0
+        (nothing to attend to).
 
     Example:
 
@@ -338,6 +340,17 @@ def dot_product_attention(
                 "'chunked' needs static sequence lengths",
                 f"query.shape={tuple(query.shape)}, key.shape={tuple(key.shape)}",
             )
+    if 0 in (query.shape[0], tq, tk):
+        # No batch, query or key: empty results, or zeros when only the keys
+        # are missing (nothing to attend to). Nothing to tile or multiply
+        # (TensorFlow's einsum also mishandles some empty grouped shapes).
+        b = sc.static_or_dynamic(query, 0)
+        dv = sc.static_or_dynamic(value, 3)
+        out = ops.zeros((b, tq, heads, dv), query.dtype)
+        if return_scores:
+            return out, ops.zeros((b, heads, tq, tk), query.dtype)
+        return out
+    if implementation == "chunked":
         return chunked_attention(
             query,
             key,

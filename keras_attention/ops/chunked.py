@@ -225,7 +225,7 @@ def chunked_attention(
             def key_block(j, state):
                 m, l, acc = state
                 s, allowed = tile_logits(q_i, kb[j], i, j, bias_tiles)
-                m_new = ops.maximum(m, ops.max(s, axis=-1))
+                m_new = ops.maximum(m, sc.row_max(s)[..., 0])
                 alpha = ops.exp(m - m_new)
                 p = ops.exp(s - m_new[..., None])
                 if allowed is not None:

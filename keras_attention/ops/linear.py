@@ -143,12 +143,12 @@ def _features(x, kind, projection, is_query, key_mask):
         logits = ops.einsum("bthd,md->bthm", x, projection)
         logits = logits - 0.5 * ops.sum(ops.square(x), axis=-1, keepdims=True)
         if is_query:
-            shift = ops.max(logits, axis=-1, keepdims=True)
+            shift = sc.row_max(logits)
         else:
             hidden = logits
             if valid is not None:
                 hidden = ops.where(valid, logits, sc.NEG)
-            shift = ops.max(hidden, axis=(1, 3), keepdims=True)
+            shift = sc.row_max(hidden, axis=(1, 3))
             # No unmasked key at all: any finite shift will do.
             shift = ops.where(shift > 0.5 * sc.NEG, shift, 0.0)
         shift = ops.stop_gradient(shift)
@@ -430,9 +430,12 @@ def _causal(phi_q, phi_k, v1, chunk_size):
     features, padded queries are cut off).
     """
     tq, tk = sc.static_or_dynamic(phi_q, 1), sc.static_or_dynamic(phi_k, 1)
+    if isinstance(tq, int) and tq == 0:
+        # No query: no chunk to walk.
+        return _zeros_with_last(phi_q, v1.shape[-1])
     if isinstance(tq, int) and isinstance(tk, int):
         longest = max(tq, tk)
-        chunk = min(chunk_size, longest)
+        chunk = max(1, min(chunk_size, longest))
         length = -(-longest // chunk) * chunk
     else:
         chunk = chunk_size

@@ -172,7 +172,7 @@ def _masked_softmax(logits, allowed):
 
     def forward(x):
         x = ops.where(allowed, x, sc.NEG)
-        shift = ops.max(x, axis=-1, keepdims=True)
+        shift = sc.row_max(x)
         p = ops.where(allowed, ops.exp(x - shift), 0.0)
         total = ops.sum(p, axis=-1, keepdims=True)
         weights = p / ops.where(total > 0.0, total, 1.0)

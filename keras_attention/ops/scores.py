@@ -126,14 +126,23 @@ def finish_logits(logits, bias, slopes5, query_pos, key_pos, allowed):
     return logits
 
 
+def row_max(x, axis=-1):
+    """Maximum over `axis` (kept), `NEG` where the axis is empty.
+
+    `ops.max` refuses an empty tensor; attention meets them with no keys
+    (`Tk = 0`), no queries or an empty batch, where "no key" is the answer.
+    """
+    return ops.max(x, axis=axis, keepdims=True, initial=NEG)
+
+
 def masked_softmax(logits, allowed):
     """Softmax over the last axis of float32 `logits` (already hidden with
     `NEG` where not `allowed`); rows with nothing allowed give zeros."""
     # The softmax does not depend on the shift, so its gradient through the
     # row maximum is zero: stopping it keeps autodiff from saving more
     # (Tq, Tk) tensors for the backward pass.
-    row_max = ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True))
-    p = ops.exp(logits - row_max)
+    shift = ops.stop_gradient(row_max(logits))
+    p = ops.exp(logits - shift)
     if allowed is not None:
         p = ops.where(allowed, p, 0.0)
     total = ops.sum(p, axis=-1, keepdims=True)

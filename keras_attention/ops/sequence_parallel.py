@@ -161,7 +161,7 @@ def partial_attention(
         key, value = sc.hide_unseen(mask, key, value)
     if allowed is not None:
         logits = ops.where(allowed, logits, NEG)
-    row_max = ops.max(logits, axis=-1, keepdims=True)
+    row_max = sc.row_max(logits)
     p = ops.exp(logits - row_max)
     if allowed is not None:
         p = ops.where(allowed, p, 0.0)

@@ -17,8 +17,8 @@ And the block lists of the fixed patterns (`strided_blocks`, `fixed_blocks`,
 `bigbird_blocks`, `layout_blocks`), plus `block_layout` to view any of them
 as a dense boolean `(num_query_blocks, num_key_blocks)` array.
 
-A query row with nothing to attend to gets a zero output and zero weights,
-and keys and values that the mask hides from every query are never read,
+A query row with nothing to attend to (also when there are no keys at all)
+gets a zero output and zero weights, and keys and values that the mask hides from every query are never read,
 as in `dot_product_attention`; the scores, the softmax and the weighted sum
 run in float32 (float16 scores overflow once `|q . k| * scale` exceeds
 65504), and the results are cast to the query's dtype.
@@ -86,11 +86,22 @@ def _softmax_rows(logits, allowed):
         return ops.softmax(logits, axis=-1)
     logits = ops.where(allowed, logits, NEG)
     # `initial` also lets an empty tensor through (no query rows).
-    row_max = ops.max(logits, axis=-1, keepdims=True, initial=NEG)
+    row_max = sc.row_max(logits)
     p = ops.exp(logits - row_max)
     total = ops.sum(p, axis=-1, keepdims=True)
     seen = row_max > 0.5 * NEG
     return p * ops.where(seen, 1.0 / total, 0.0)
+
+
+def _empty(query, key, value, return_weights):
+    """The result with no query or no key: zeros (no key to attend to) or
+    empty tensors, and weights of the matching shape."""
+    batch, tq, heads = (_size(query, i) for i in range(3))
+    out = ops.zeros((batch, tq, heads, value.shape[3]), query.dtype)
+    if not return_weights:
+        return out
+    weights = ops.zeros((batch, heads, tq, _size(key, 1)), query.dtype)
+    return out, weights
 
 
 def _dropout(weights, dropout):
@@ -188,6 +199,8 @@ def block_sparse_attention(
         `(batch, Tq, heads, dv)` in the query's dtype, or `(output, weights)`.
     """
     b = int(block_size)
+    if key.shape[1] == 0:
+        return _empty(query, key, value, return_weights)
     # Padding may hold anything (NaN, inf): keep it out of the products.
     key, value = sc.hide_unseen(mask, key, value)
     batch = _size(query, 0)
@@ -600,6 +613,9 @@ def top_k_attention(
     groups = heads // kv_heads
     if scale is None:
         scale = 1.0 / float(np.sqrt(d))
+    if 0 in (query.shape[1], key.shape[1]):
+        # Nothing to select (and no chunk of queries to walk).
+        return _empty(query, key, value, return_weights)
     tkp = max(tk, top_k) if _is_int(tk) else ops.maximum(tk, top_k)
     # Padding may hold anything (NaN, inf): keep it out of the products.
     key, value = sc.hide_unseen(mask, key, value)

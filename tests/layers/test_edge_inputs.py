@@ -6,6 +6,10 @@
 - NaN and inf in padding (value positions hidden by a Keras mask, a
   `value_mask` or an `attention_mask`, and masked queries): the outputs are
   those of the same inputs with zeros there, exactly.
+- Empty inputs (no query, no key, no batch): outputs (and weights) of the
+  right shape, eagerly and under XLA; with no key, the output of a query
+  that has nothing to attend to (zero attention, so the output projection's
+  bias where there is one), as with one key that is masked.
 
 Each variant is checked in the configurations whose cores differ (exact,
 chunked, regions, blocks, top-k, ...); the variants' own test files hold
@@ -244,3 +248,75 @@ def test_non_finite_padding_gives_the_gradients_of_zeros(config):
         got = ref.to_np(got)
         assert np.isfinite(got).all()
         np.testing.assert_allclose(got, ref.to_np(want), atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------
+# empty inputs
+# --------------------------------------------------------------------------
+EMPTY = {
+    "no_query": ((2, 0, 8), (2, 5, 8)),
+    "no_key": ((2, 5, 8), (2, 0, 8)),
+    "no_query_no_key": ((2, 0, 8), (2, 0, 8)),
+    "no_batch": ((0, 5, 8), (0, 5, 8)),
+}
+
+
+def empty_cases():
+    for config in CONFIGS:
+        for case, (query_shape, value_shape) in EMPTY.items():
+            name, init = config
+            if init.get("mode") == "block" and query_shape[1] != value_shape[1]:
+                continue  # block regions need Tq == Tv
+            for jit in (False, True):
+                yield pytest.param(
+                    config,
+                    query_shape,
+                    value_shape,
+                    jit,
+                    id=f"{config_id(config)}-{case}" + ("-xla" if jit else ""),
+                )
+
+
+def scores_shape(layer, query_shape, value_shape):
+    if hasattr(layer, "attention_scores_shape"):
+        return tuple(layer.attention_scores_shape(query_shape, value_shape))
+    return (query_shape[0], query_shape[1], value_shape[1])  # one head
+
+
+@pytest.mark.parametrize("config, query_shape, value_shape, jit", empty_cases())
+def test_empty_inputs_give_empty_outputs(config, query_shape, value_shape, jit):
+    name, init = config
+    query, value = normal(*query_shape), normal(*value_shape)
+    layer = make(name, init, query, value, scale=0.3)
+    kwargs = {} if name == "low_rank" else {"use_causal_mask": True}
+    scores = getattr(layer, "supports_attention_scores", True) and (
+        init.get("implementation") != "chunked"
+    )
+
+    def run(query, value, **extra):
+        return layer(
+            query, value, return_attention_scores=scores, **kwargs, **extra
+        )
+
+    if jit:
+        run = tf.function(run, jit_compile=True)
+    result = run(query, value)
+    out, weights = result if scores else (result, None)
+    assert tuple(out.shape) == tuple(
+        layer.compute_output_shape(query_shape, value_shape)
+    )
+    out = ref.to_np(out)
+    if weights is not None:
+        assert tuple(weights.shape) == scores_shape(
+            layer, query_shape, value_shape
+        )
+        np.testing.assert_array_equal(ref.to_np(weights), 0.0)
+    if value_shape[1] == 0 and query_shape[1] > 0 and query_shape[0] > 0:
+        # Nothing to attend to: what one masked key gives (zero attention;
+        # the output projection's bias where there is one).
+        one = normal(value_shape[0], 1, value_shape[2])
+        masked = run(query, one, value_mask=np.zeros((value_shape[0], 1), bool))
+        masked = masked[0] if scores else masked
+        np.testing.assert_allclose(out, ref.to_np(masked), atol=1e-6)
+        if name in ("additive", "scaled_dot_product"):
+            np.testing.assert_array_equal(out, 0.0)

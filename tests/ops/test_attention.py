@@ -631,6 +631,42 @@ def test_non_finite_padding_never_reaches_outputs_or_gradients(
         )
 
 
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "xla"])
+@pytest.mark.parametrize("implementation", [None, "exact", "chunked"])
+@pytest.mark.parametrize(
+    "batch, tq, tk",
+    [(2, 0, 5), (2, 5, 0), (2, 0, 0), (0, 5, 5)],
+    ids=["no_query", "no_key", "neither", "no_batch"],
+)
+def test_empty_inputs(batch, tq, tk, implementation, jit):
+    # Empty results of the right shapes; with no key, zeros (nothing to
+    # attend to). Grouped heads, a padding mask and causality on top.
+    rng = np.random.default_rng(13)
+    q, k, v = random_inputs(rng, batch=batch, tq=tq, tk=tk, value_dim=6)
+    mask = np.ones((batch, 1, 1, tk), bool)
+    scores = implementation != "chunked"
+
+    def run(q, k, v, mask):
+        return dot_product_attention(
+            q,
+            k,
+            v,
+            mask=mask,
+            is_causal=True,
+            implementation=implementation,
+            return_scores=scores,
+        )
+
+    if jit:
+        run = tf.function(run, jit_compile=True)
+    result = run(q, k, v, mask)
+    out, weights = result if scores else (result, None)
+    assert tuple(out.shape) == (batch, tq, 4, 6)
+    np.testing.assert_array_equal(to_np(out), 0.0)
+    if scores:
+        assert tuple(weights.shape) == (batch, 4, tq, tk)
+
+
 # --------------------------------------------------------------------------
 # low precision
 # --------------------------------------------------------------------------
