@@ -18,10 +18,11 @@ And the block lists of the fixed patterns (`strided_blocks`, `fixed_blocks`,
 as a dense boolean `(num_query_blocks, num_key_blocks)` array.
 
 A query row with nothing to attend to (also when there are no keys at all)
-gets a zero output and zero weights, and keys and values that the mask hides from every query are never read,
-as in `dot_product_attention`; the scores, the softmax and the weighted sum
-run in float32 (float16 scores overflow once `|q . k| * scale` exceeds
-65504), and the results are cast to the query's dtype.
+gets a zero output and zero weights, and keys and values that the mask hides
+from every query are never read, as in `dot_product_attention`; the scores,
+the softmax and the weighted sum run in float32 (float16 scores overflow
+once `|q . k| * scale` exceeds 65504), and the results are cast to the
+query's dtype.
 """
 
 import numpy as np
