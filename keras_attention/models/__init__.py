@@ -4,6 +4,7 @@ from keras_attention.models.common import compile_model
 from keras_attention.models.text_classifier import compile_classifier
 from keras_attention.models.text_classifier import text_classifier
 from keras_attention.models.text_classifier import with_preprocessing
+from keras_attention.models.raw_input_model import RawInputModel
 from keras_attention.models.image_classifier import image_classifier
 from keras_attention.models.audio_classifier import audio_classifier
 from keras_attention.models.question_answering import best_span

@@ -3,6 +3,7 @@
 import keras
 
 from keras_attention.models import common
+from keras_attention.models.raw_input_model import RawInputModel
 
 POOLINGS = ("attention", "mean", "first")
 BUILDER = "text_classifier"
@@ -139,16 +140,41 @@ def with_preprocessing(model, preprocessor, input_shape=(), input_dtype="string"
     The result takes raw inputs (strings by default), saves as one `.keras`
     file and exports as a SavedModel that serves raw strings.
 
+    String inputs can be given as a Python list or tuple of `str`/`bytes`,
+    a numpy unicode (`np.array(["a good film"])`), bytes or object array,
+    or a `tf.string` tensor or `tf.data` dataset, to `model(...)`,
+    `predict`, `evaluate`, `fit` and `*_on_batch`, with the same results
+    (see `RawInputModel`); the reloaded `.keras` model too.
+
     Args:
         model: the trained model on preprocessed inputs.
         preprocessor: a layer mapping raw inputs to the model's inputs.
-        input_shape: shape of one raw input (default scalar).
+        input_shape: shape of one raw input (default scalar: one string
+            per example).
         input_dtype: dtype of the raw input.
         name: the new model's name. Defaults to `model.name + "_raw"`.
 
     Returns:
-        A functional `keras.Model`.
+        A `RawInputModel` (a functional `keras.Model`) mapping a batch of
+        raw inputs to `model`'s outputs.
+
+    Example:
+
+    ```python
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=1000, output_sequence_length=32
+    )
+    vectorizer.adapt(["a good film", "a bad film", "not good at all"])
+    model = text_classifier(
+        vectorizer.vocabulary_size(), num_classes=2, sequence_length=32,
+        hidden_dim=32, num_layers=1, num_heads=2,
+    )
+    raw = with_preprocessing(model, vectorizer)
+    logits = raw.predict(["a good film", "bad"], verbose=0)  # (2, 2)
+    raw.save("classifier.keras")  # reload: import keras_attention first
+    raw.export("served")  # tf.saved_model.load("served").serve(tf.constant([...]))
+    ```
     """
     raw = keras.Input(input_shape, dtype=input_dtype, name="raw")
     outputs = model(preprocessor(raw))
-    return keras.Model(raw, outputs, name=name or f"{model.name}_raw")
+    return RawInputModel(raw, outputs, name=name or f"{model.name}_raw")

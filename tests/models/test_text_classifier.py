@@ -99,3 +99,98 @@ def test_docstring_example():
     )
     compile_classifier(model)
     assert model.predict(np.ones((4, 32), "int32"), verbose=0).shape == (4, 2)
+
+
+def _raw_model():
+    vectorizer = keras.layers.TextVectorization(max_tokens=50, output_sequence_length=16)
+    vectorizer.adapt(["a good film", "a bad film", "not good at all"])
+    model = text_classifier(vectorizer.vocabulary_size(), 2, 16, hidden_dim=16, num_layers=1, num_heads=2)
+    raw = with_preprocessing(model, vectorizer)
+    raw.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,
+    )
+    return raw
+
+
+TEXTS = ["a good film", "bad", "not good at all"]
+# What a user passes for a batch of texts, beside the string tensor.
+STRING_LIKE = {
+    "list": lambda: list(TEXTS),
+    "tuple": lambda: tuple(TEXTS),
+    "unicode array": lambda: np.array(TEXTS),
+    "bytes array": lambda: np.array([t.encode() for t in TEXTS]),
+    "object array": lambda: np.array(TEXTS, dtype=object),
+    "object array of bytes": lambda: np.array([t.encode() for t in TEXTS], dtype=object),
+    "list of bytes": lambda: [t.encode() for t in TEXTS],
+}
+
+
+def _check_string_inputs(raw):
+    import tensorflow as tf
+
+    labels = np.array([1, 0, 1])
+    reference = raw.predict(tf.constant(TEXTS), verbose=0)
+    reference_loss = raw.evaluate(tf.constant(TEXTS), labels, verbose=0)
+    assert reference.shape == (3, 2)
+    for kind, make in STRING_LIKE.items():
+        np.testing.assert_allclose(raw.predict(make(), verbose=0), reference, atol=1e-6, err_msg=kind)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(raw(make())), reference, atol=1e-6, err_msg=kind)
+        np.testing.assert_allclose(raw.predict_on_batch(make()), reference, atol=1e-6, err_msg=kind)
+        np.testing.assert_allclose(raw.evaluate(make(), labels, verbose=0), reference_loss, rtol=1e-5, err_msg=kind)
+        np.testing.assert_allclose(raw.test_on_batch(make(), labels), reference_loss, rtol=1e-5, err_msg=kind)
+    return reference
+
+
+def test_raw_string_model_takes_lists_and_numpy_strings(tmp_path):
+    raw = _raw_model()
+    reference = _check_string_inputs(raw)
+    path = str(tmp_path / "raw.keras")
+    raw.save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_allclose(_check_string_inputs(restored), reference, atol=1e-6)
+
+
+def test_raw_string_model_trains_on_a_list_as_on_the_tensor():
+    import tensorflow as tf
+
+    labels = np.array([1, 0, 1])
+    losses = {}
+    for kind, texts in [("tensor", tf.constant(TEXTS)), ("list", list(TEXTS)), ("unicode array", np.array(TEXTS))]:
+        raw = _raw_model()  # the same seed: the same initial weights
+        history = raw.fit(
+            texts, labels, batch_size=2, epochs=2, shuffle=False, verbose=0,
+            validation_data=(texts, labels),
+        )
+        losses[kind] = history.history["loss"] + history.history["val_loss"]
+        losses[kind + " on batch"] = float(raw.train_on_batch(texts, labels))
+        keras.utils.set_random_seed(1234)
+    for kind in ("list", "unicode array"):
+        np.testing.assert_allclose(losses[kind], losses["tensor"], rtol=1e-5, err_msg=kind)
+        np.testing.assert_allclose(losses[kind + " on batch"], losses["tensor on batch"], rtol=1e-5)
+
+
+def test_raw_string_model_exports_a_string_endpoint(tmp_path):
+    from helpers import assert_export_roundtrip
+
+    raw = _raw_model()
+    # The served endpoint (fed a string tensor made from the unicode array)
+    # gives what the model gives on the unicode array, which is what it
+    # gives on a Python list.
+    expected = raw.predict(list(TEXTS), verbose=0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(raw(np.array(TEXTS))), expected, atol=1e-6)
+    assert_export_roundtrip(raw, np.array(TEXTS), tmp_path)
+
+
+def test_with_preprocessing_docstring_example():
+    vectorizer = keras.layers.TextVectorization(max_tokens=1000, output_sequence_length=32)
+    vectorizer.adapt(["a good film", "a bad film", "not good at all"])
+    model = text_classifier(
+        vectorizer.vocabulary_size(), num_classes=2, sequence_length=32,
+        hidden_dim=32, num_layers=1, num_heads=2,
+    )
+    raw = with_preprocessing(model, vectorizer)
+    logits = raw.predict(["a good film", "bad"], verbose=0)
+    assert logits.shape == (2, 2)
+    np.testing.assert_allclose(raw.predict(np.array(["a good film", "bad"]), verbose=0), logits, atol=1e-6)
