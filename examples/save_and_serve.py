@@ -1,33 +1,61 @@
 """Save and load `.keras`, export a SavedModel, serve it with plain TensorFlow.
 
-The `.keras` file loads with `keras.models.load_model` alone (no
-`custom_objects`); the SavedModel is served in a fresh Python process that
-imports TensorFlow only, so a server does not need this package.
+The `.keras` file is reloaded in a fresh Python process that does what any
+loading program needs: `import keras_attention` once (the import registers
+this package's classes with Keras), then `keras.models.load_model(path)`,
+with no `custom_objects` and no `safe_mode=False`. Without that import,
+Keras stops with "TypeError: Could not locate class
+'TokenAndPositionEmbedding'" (see the README's "Save, load and serve").
+The SavedModel is served in another fresh process that imports TensorFlow
+only, so a server does not need this package.
 
     python examples/save_and_serve.py --output /tmp/served
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 
-import keras
 import numpy as np
 
 import keras_attention as ka
 
-SERVE = """
-import json
+LOAD = """
 import sys
+
+import keras
+import numpy as np
+
+import keras_attention  # noqa: F401  (registers this package's classes with Keras)
+
+model = keras.models.load_model(sys.argv[1])  # no custom_objects, no safe_mode=False
+np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), verbose=0))
+"""
+
+SERVE = """
+import sys
+
 import numpy as np
 import tensorflow as tf
+
 reloaded = tf.saved_model.load(sys.argv[1])
-tokens = np.load(sys.argv[2])
-print(json.dumps(np.asarray(reloaded.serve(tf.constant(tokens))).tolist()))
+np.save(sys.argv[3], np.asarray(reloaded.serve(tf.constant(np.load(sys.argv[2])))))
 """
+
+
+def run_fresh(script, model, inputs, output):
+    """Runs `script` on `model` and `inputs` (.npy) in a new Python process;
+    returns the predictions it saved to `output` (.npy)."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, model, inputs, output],
+        capture_output=True, text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    if done.returncode:
+        raise RuntimeError(f"the fresh process failed:\n{done.stderr[-3000:]}")
+    return np.load(output)
 
 
 def main(argv=None):
@@ -42,22 +70,18 @@ def main(argv=None):
     )
     tokens = np.random.default_rng(0).integers(1, 100, size=(2, 16)).astype("int32")
     expected = model.predict(tokens, verbose=0)
+    inputs = os.path.join(output, "tokens.npy")
+    np.save(inputs, tokens)
 
     path = os.path.join(output, "model.keras")
     model.save(path)
-    reloaded = keras.models.load_model(path)  # no custom_objects needed
-    np.testing.assert_allclose(reloaded.predict(tokens, verbose=0), expected, atol=1e-6)
-    print(f".keras round trip: identical predictions ({path})")
+    reloaded = run_fresh(LOAD, path, inputs, os.path.join(output, "reloaded.npy"))
+    np.testing.assert_allclose(reloaded, expected, atol=1e-6)
+    print(f".keras reloaded in a fresh process: identical predictions ({path})")
 
     export = os.path.join(output, "export")
     model.export(export, verbose=False)
-    np.save(os.path.join(output, "tokens.npy"), tokens)
-    served = subprocess.run(
-        [sys.executable, "-c", SERVE, export, os.path.join(output, "tokens.npy")],
-        capture_output=True, text=True, check=True,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-    )
-    got = np.array(json.loads(served.stdout.strip().splitlines()[-1]))
+    got = run_fresh(SERVE, export, inputs, os.path.join(output, "served.npy"))
     np.testing.assert_allclose(got, expected, atol=1e-4)
     print(f"SavedModel served by plain TensorFlow: identical predictions ({export})")
     return got

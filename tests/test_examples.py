@@ -3,6 +3,7 @@
 import importlib.util
 import os
 
+import numpy as np
 import pytest
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
@@ -31,6 +32,11 @@ def test_save_and_serve(tmp_path):
     served = _load("save_and_serve").main(["--output", str(tmp_path)])
     assert served.shape == (2, 3)
     assert os.path.exists(tmp_path / "model.keras") and os.path.exists(tmp_path / "export" / "saved_model.pb")
+    # model.keras was reloaded in a fresh process (`import keras,
+    # keras_attention`, `keras.models.load_model`) and predicted the same.
+    reloaded = np.load(tmp_path / "reloaded.npy")
+    assert reloaded.shape == (2, 3)
+    np.testing.assert_allclose(reloaded, served, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["custom_model", "fit_tfds", "save_and_serve"])

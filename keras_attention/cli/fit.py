@@ -2,7 +2,8 @@
 
 Writes into `--output`:
 
-- `model.keras`: the trained model (loads without `custom_objects`);
+- `model.keras`: the trained model (`keras.models.load_model` loads it
+  after `import keras_attention`, without `custom_objects`);
 - `export/`: a SavedModel (`tf.saved_model.load(...).serve(x)`);
 - `metrics.json`: test metrics, trivial baselines, parameters, time,
   steps/s, peak memory, and the run's settings (`evaluate`/`predict` read

@@ -31,7 +31,8 @@ def register_attention(name, public=True, swappable=True):
 
     Registers the class with `keras.saving.register_keras_serializable`
     (package `"keras_attention"`), so saved models load without
-    `custom_objects`, and, when `public`, under `name` for `get()`.
+    `custom_objects` in a process that imported `keras_attention`, and,
+    when `public`, under `name` for `get()`.
 
     Args:
         name: str, the variant's registry name (e.g. `"multi_head"`).

@@ -9,7 +9,8 @@ Writes into `directory/project_name`:
 - `trial_*/seconds.json`: each trial's wall-clock time;
 - `results.md`, `results.csv`, `results.json`: one row per trial (trial id,
   status, hyperparameters, score, seconds), best first;
-- `best/model.keras` (loads without `custom_objects`), `best/export/` (a
+- `best/model.keras` (loads after `import keras_attention`, without
+  `custom_objects`), `best/export/` (a
   SavedModel: `tf.saved_model.load(path).serve(x)`), `best/metrics.json`
   (the best configuration and its test metrics, in `keras-attention fit`'s
   format, so `keras-attention evaluate --model DIR/best` works).
