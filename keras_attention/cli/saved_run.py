@@ -23,6 +23,9 @@ def save_model_files(model, task, data, folder, export=True):
         saved = with_preprocessing(model, data.preprocessor)
         # Preprocessing such as TextVectorization does not compile with XLA.
         saved.compile(loss=task.loss(), metrics=task.metrics(), jit_compile=False)
+        # Its optimizer's slots exist when saved, so the file loads without
+        # "skipping variable loading for optimizer" warnings.
+        saved.optimizer.build(saved.trainable_variables)
     model_path = os.path.join(folder, "model.keras")
     saved.save(model_path)
     export_path = None
