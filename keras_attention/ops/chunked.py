@@ -209,12 +209,17 @@ def chunked_attention(
         return s, allowed
 
     def core(q_in, k_in, v_in, *bias_in):
-        qb = query_side(q_in, d) * scale
-        kb, vb = key_side(k_in), key_side(v_in)
+        # The forward pass is read through `stop_gradient`: its gradient is
+        # `grad` below. Outside a compiled function TensorFlow's tape would
+        # otherwise also record every tile's ops (custom_gradient does not
+        # stop it) and keep every tile's scores alive until the backward
+        # pass: quadratic memory in eager mode.
+        qb = query_side(ops.stop_gradient(q_in), d) * scale
+        kb, vb = key_side(ops.stop_gradient(k_in)), key_side(ops.stop_gradient(v_in))
         bias_tiles = None
         if bias_in:
             bias_tiles = _Tiles(
-                ops.cast(bias_in[0], "float32"), nq, bq, nk, bk, 0.0
+                ops.cast(ops.stop_gradient(bias_in[0]), "float32"), nq, bq, nk, bk, 0.0
             )
 
         def query_block(i, carry):
