@@ -118,6 +118,26 @@ def attention_arguments(builder, attention, attention_kwargs, sequence_length):
     return attention, kwargs or None
 
 
+CONV_NORMALIZATIONS = ("batch", "group", "layer")
+
+
+def conv_normalization(kind, filters, name):
+    """The normalization after a convolution of `filters` channels.
+
+    `"batch"`: `BatchNormalization` (running statistics: inference uses
+    moving averages, which lag the weights when training is short);
+    `"group"`: `GroupNormalization` with up to 8 groups; `"layer"`:
+    `LayerNormalization` over the channels of each position. The last two
+    keep no running statistics, so inference computes what training does.
+    """
+    if kind == "batch":
+        return keras.layers.BatchNormalization(name=name)
+    if kind == "group":
+        groups = max(g for g in range(1, min(8, filters) + 1) if filters % g == 0)
+        return keras.layers.GroupNormalization(groups=groups, name=name)
+    return keras.layers.LayerNormalization(axis=-1, name=name)
+
+
 def encoder_stack(
     x,
     *,

@@ -9,11 +9,11 @@ BUILDER = "image_segmenter"
 UPSAMPLINGS = ("bilinear", "transpose")
 
 
-def _conv_block(x, filters, strides, name):
+def _conv_block(x, filters, strides, name, normalization):
     x = keras.layers.Conv2D(
         filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
     )(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_norm")(x)
+    x = common.conv_normalization(normalization, filters, f"{name}_norm")(x)
     return keras.layers.Activation("gelu", name=f"{name}_gelu")(x)
 
 
@@ -43,6 +43,7 @@ def image_segmenter(
     attention_kwargs=None,
     attention_gates=True,
     upsampling="bilinear",
+    normalization="layer",
     name=BUILDER,
 ):
     """A transformer U-Net for semantic segmentation: images in, per-pixel
@@ -84,6 +85,10 @@ def image_segmenter(
             (Attention U-Net).
         upsampling: `"bilinear"` (bilinear resize) or `"transpose"`
             (learned stride-2 transposed convolution).
+        normalization: after each stem and decoder convolution, `"layer"`
+            (default), `"group"` or `"batch"` (running statistics, which lag
+            the weights after short training; see
+            `common.conv_normalization`).
         name: model name.
 
     Returns:
@@ -135,6 +140,7 @@ def image_segmenter(
     common.check_positive_int(BUILDER, "decoder_dim", decoder_dim, allow_none=True)
     common.check_rate(BUILDER, "dropout", dropout)
     common.check_choice(BUILDER, "upsampling", upsampling, UPSAMPLINGS)
+    common.check_choice(BUILDER, "normalization", normalization, common.CONV_NORMALIZATIONS)
     common.check_choice(BUILDER, "attention_gates", attention_gates, (True, False))
     decoder_dim = decoder_dim or max(hidden_dim // 2, num_classes)
     levels = patch_size.bit_length() - 1  # stride-2 steps down to the tokens
@@ -145,7 +151,7 @@ def image_segmenter(
     x = keras.layers.Rescaling(1.0 / 255, name="rescaling")(images)
     skips = []  # skips[k] has stride 2**k
     for k in range(levels):
-        x = _conv_block(x, decoder_dim, 1 if k == 0 else 2, f"stem_{k}")
+        x = _conv_block(x, decoder_dim, 1 if k == 0 else 2, f"stem_{k}", normalization)
         skips.append(x)
     x = keras.layers.Conv2D(hidden_dim, 2, strides=2, name="patch_embedding")(x)
     x = keras.layers.Reshape((tokens, hidden_dim), name="patches")(x)
@@ -174,7 +180,7 @@ def image_segmenter(
         if attention_gates:
             skip = _attention_gate(skip, x, max(1, decoder_dim // 2), f"{prefix}_attention_gate")
         x = keras.layers.Concatenate(name=f"{prefix}_concat")([x, skip])
-        x = _conv_block(x, decoder_dim, 1, prefix)
+        x = _conv_block(x, decoder_dim, 1, prefix, normalization)
     logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
     return keras.Model(images, logits, name=name)
 

@@ -28,6 +28,7 @@ class ImageTask(ClassificationTask):
         "conv_attention": None,
         "pooling": "attention",
         "augmentation": True,
+        "stem_normalization": "layer",
         "hidden_dim": 64,
         "num_layers": 2,
         "num_heads": 4,
@@ -90,6 +91,7 @@ class ImageTask(ClassificationTask):
             conv_attention=options["conv_attention"],
             pooling=options["pooling"],
             augmentation=options["augmentation"],
+            stem_normalization=options["stem_normalization"],
             name=f"image_{attention}",
         )
         return self.compile(model, data, options)
