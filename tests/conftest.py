@@ -1,5 +1,8 @@
-"""Shared test setup: deterministic seeds, a clean dtype policy, hypothesis."""
+"""Shared test setup: deterministic seeds, a clean dtype policy, hypothesis,
+and Keras/TensorFlow state released between test modules."""
 
+import ctypes
+import gc
 import os
 import sys
 
@@ -40,3 +43,23 @@ def _clean_keras_state():
     keras.config.set_dtype_policy("float32")
     yield
     keras.config.set_dtype_policy("float32")
+
+
+def _return_freed_memory():
+    """Hands freed heap pages back to the system (glibc), so a worker's
+    resident memory follows what it holds rather than its peak."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_state_between_modules():
+    """Each pytest-xdist worker runs many modules in one process: after each
+    module, Keras' global state (models, layers, compiled XLA functions
+    reachable only through it) is released and the memory handed back."""
+    yield
+    keras.backend.clear_session(free_memory=True)
+    gc.collect()
+    _return_freed_memory()
