@@ -63,3 +63,18 @@ def _release_state_between_modules():
     keras.backend.clear_session(free_memory=True)
     gc.collect()
     _return_freed_memory()
+
+
+def pytest_sessionfinish(session):
+    """With `KERAS_ATTENTION_TEST_MEMORY=<file>`, each process running tests
+    (every pytest-xdist worker) appends its peak resident memory to the
+    file: how the suite's memory per worker is measured."""
+    path = os.environ.get("KERAS_ATTENTION_TEST_MEMORY")
+    if not path:
+        return
+    import resource
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open(path, "a") as f:
+        f.write(f"{worker} {peak:.0f} MiB\n")
