@@ -78,3 +78,26 @@ def pytest_sessionfinish(session):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with open(path, "a") as f:
         f.write(f"{worker} {peak:.0f} MiB\n")
+
+
+_PEAK = {"mib": 0.0}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """With `KERAS_ATTENTION_TEST_MEMORY=<file>`, a test that raises its
+    worker's peak resident memory by more than 256 MiB is recorded there
+    (which tests make a worker big)."""
+    path = os.environ.get("KERAS_ATTENTION_TEST_MEMORY")
+    if not path:
+        yield
+        return
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    yield
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if after - before > 256:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        with open(path, "a") as f:
+            f.write(f"{worker} {item.nodeid} +{after - before:.0f} MiB (peak {after:.0f} MiB)\n")

@@ -5,6 +5,7 @@ import os
 import pytest
 
 from cli_runner import run_cli
+from keras_attention import cli
 
 SUBCOMMANDS = ["fit", "compare", "tune", "evaluate", "predict", "export", "list", "demo"]
 
@@ -67,12 +68,25 @@ def test_list_shows_variants_and_tasks():
         (["fit", "--task", "image", "--data-dir", "missing"], "`data_dir` 'missing' does not exist"),
     ],
 )
-def test_bad_arguments_exit_2_with_a_clear_message(arguments, message, tmp_path):
-    result = run_cli(*arguments, cwd=tmp_path)
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_arguments_exit_2_with_a_clear_message(arguments, message, tmp_path, monkeypatch, capsys):
+    # In-process (`main` is what the console script runs): an exception
+    # escaping it would fail the test with its traceback.
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = cli.main([str(a) for a in arguments])
+    except SystemExit as exit:  # argparse's own usage errors
+        code = exit.code
+    captured = capsys.readouterr()
+    assert code == 2, (captured.out, captured.err)
+    assert message in captured.err
     assert os.listdir(tmp_path) == []  # no output folder, no data folder
+
+
+def test_a_usage_error_from_the_console_script(tmp_path):
+    result = run_cli("fit", "--option", "epoch=3", cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "unknown option 'epoch'. Did you mean 'epochs'?" in result.stderr
+    assert "Traceback" not in result.stderr and os.listdir(tmp_path) == []
 
 
 def test_a_data_dir_without_the_dataset_is_a_usage_error(tmp_path):
