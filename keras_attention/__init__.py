@@ -31,7 +31,6 @@ def _quiet_for_the_command_line():
 
 _quiet_for_the_command_line()
 
-from keras_attention import data  # noqa: E402
 from keras_attention import layers  # noqa: E402
 from keras_attention import models  # noqa: E402
 from keras_attention import ops  # noqa: E402
@@ -42,7 +41,9 @@ __all__ = ["data", "layers", "models", "ops", "tuning", "__version__"]
 
 
 def __getattr__(name):
-    # `keras_attention.tuning` imports keras-tuner: only on first use.
-    if name == "tuning":
-        return importlib.import_module("keras_attention.tuning")
+    # Loaded on first use: `data` imports tensorflow-datasets (and registers
+    # the generated datasets with it), `tuning` imports keras-tuner. A user
+    # who only wants a layer or a model pays for neither.
+    if name in ("data", "tuning"):
+        return importlib.import_module(f"keras_attention.{name}")
     raise AttributeError(f"module 'keras_attention' has no attribute {name!r}")

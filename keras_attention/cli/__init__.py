@@ -74,9 +74,11 @@ def main(argv=None):
     # `shuffle=True` default on every fit.
     warnings.filterwarnings("ignore", message=r".*`shuffle=True` was passed.*")
     _quiet(getattr(args, "verbose", False))
+    from keras_attention.tasks.run_folder import RunFolderError
+
     try:
         return args.handler(args)
-    except UsageError as error:
+    except (UsageError, RunFolderError) as error:
         print(f"keras-attention {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
 

@@ -21,8 +21,8 @@ import json
 import os
 
 from keras_attention.cli.options import UsageError
-from keras_attention.cli.run_folder import atomic_write_json
-from keras_attention.cli.run_folder import atomic_write_text
+from keras_attention.tasks.run_folder import atomic_write_json
+from keras_attention.tasks.run_folder import atomic_write_text
 
 STATE = "state.json"
 HISTORY = "history.csv"

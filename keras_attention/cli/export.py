@@ -7,7 +7,7 @@ import tempfile
 
 from keras_attention.cli import saved_run
 from keras_attention.cli.options import UsageError
-from keras_attention.cli.run_folder import replace
+from keras_attention.tasks.run_folder import replace
 
 
 def add_parser(sub):

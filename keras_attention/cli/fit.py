@@ -23,13 +23,12 @@ import sys
 import time
 
 from keras_attention.cli import checkpoint
-from keras_attention.cli import saved_run
 from keras_attention.cli.options import UsageError
 from keras_attention.cli.options import check_attention
 from keras_attention.cli.options import model_options
 from keras_attention.cli.options import parse_json
-from keras_attention.cli.run_folder import RunFolder
-from keras_attention.cli.run_folder import atomic_write_json
+from keras_attention.tasks import run_output
+from keras_attention.tasks.run_folder import RunFolder
 
 INTERRUPTED = 130
 
@@ -257,37 +256,36 @@ def train(args, log=print):
 
     results = model.evaluate(data.test, return_dict=True, verbose=0)
     staging = folder.stage()
-    model_path, export_path = saved_run.save_model_files(
+    model_path, export_path = run_output.save_model_files(
         model, task, data, staging, export=not args.no_export
     )
-    saved_run.verify(model_path)
+    run_output.verify(model_path)
     maps = _attention_maps(model, task, data, args.maps, os.path.join(staging, "attention"))
     checkpoint.write_history(os.path.join(staging, "history.csv"), saver.history_rows)
 
     def final(path):
         return None if path is None else os.path.join(folder.path, os.path.relpath(path, staging))
 
-    metrics = {
-        "task": task.name,
-        "dataset": dataset,
-        "data_dir": args.data_dir,
-        "attention": args.attention,
-        "attention_kwargs": attention_kwargs,
-        "options": options,
-        "test_split": data.test_split,
-        "test": {k: round(float(v), 4) for k, v in results.items()},
-        "baselines": {k: round(float(v), 4) for k, v in baselines.items()},
-        "parameters": int(parameters),
-        "train_seconds": round(train_seconds, 1),
-        "steps_per_second": _round(throughput.steps_per_second()),
-        "peak_memory_mib": round(peak_memory_mib(), 1),
-        "resumed": state is not None,
-        "model": final(model_path),
-        "export": final(export_path),
-        "attention_maps": [final(p) for p in maps],
-        "seed": args.seed,
-    }
-    atomic_write_json(os.path.join(staging, "metrics.json"), metrics)
+    metrics = run_output.write_metrics(
+        os.path.join(staging, "metrics.json"),
+        task=task,
+        data=data,
+        dataset=dataset,
+        data_dir=args.data_dir,
+        attention=args.attention,
+        attention_kwargs=attention_kwargs,
+        options=options,
+        test=results,
+        model=model,
+        model_path=final(model_path),
+        export_path=final(export_path),
+        train_seconds=round(train_seconds, 1),
+        steps_per_second=_round(throughput.steps_per_second()),
+        peak_memory_mib=round(peak_memory_mib(), 1),
+        resumed=state is not None,
+        attention_maps=[final(p) for p in maps],
+        seed=args.seed,
+    )
     folder.commit()
     return metrics
 

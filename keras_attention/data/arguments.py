@@ -1,11 +1,5 @@
-"""Argument checks shared by the input pipelines."""
-
-
-def check_positive_int(where, argument, value):
-    """Raises a `ValueError` naming `where` unless `value` is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{where}: `{argument}` must be a positive int. Received: {argument}={value!r}")
-    return value
+"""`image_size` as the image pipelines take it (the shared checks are in
+`keras_attention.arguments`)."""
 
 
 def image_size_argument(where, image_size):

@@ -1,6 +1,6 @@
 """ListOps (Long Range Arena), generated locally as a tensorflow-datasets
-builder: `tfds.load("listops")` works offline once `keras_attention` is
-imported.
+builder: `tfds.load("listops")` works offline once `keras_attention.data`
+is imported.
 
 An example is a nested list expression over the digits 0-9 and four
 operators, written with LRA's tokens, e.g. `[MAX 2 9 [MIN 4 7 ] 0 ]`; the
@@ -75,6 +75,7 @@ import random
 import numpy as np
 import tensorflow_datasets as tfds
 
+from keras_attention.arguments import check_int
 from keras_attention.data.prepared import cache_in_memory
 
 PAD = "<pad>"
@@ -263,22 +264,17 @@ def _draw_operator(rng, depth, max_args, operator_probability, budget, out):
     return _OPERATIONS[operator](args)
 
 
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(
-            f"ListOps: `{name}` must be an integer >= {low}. Received: {name}={value!r}"
-        )
 
 
 def _check_fields(min_length, max_length, max_args, operator_probability):
-    _check_int("min_length", min_length, 1)
-    _check_int("max_length", max_length, 4)  # the shortest expression: [OP d d ]
+    check_int("ListOps", "min_length", min_length, 1)
+    check_int("ListOps", "max_length", max_length, 4)  # the shortest expression: [OP d d ]
     if min_length > max_length:
         raise ValueError(
             "ListOps: need min_length <= max_length. Received: "
             f"min_length={min_length}, max_length={max_length}"
         )
-    _check_int("max_args", max_args, 2)
+    check_int("ListOps", "max_args", max_args, 2)
     if not 0 < operator_probability <= 1:
         raise ValueError(
             "ListOps: `operator_probability` must be in (0, 1]. Received: "
@@ -319,7 +315,7 @@ def generate_listops(
     >>> for tokens, label in generate_listops(2, 6, 12, seed=0):
     ...     assert 6 <= len(tokens) <= 12 and evaluate_listops(tokens) == label
     """
-    _check_int("count", count, 0)
+    check_int("ListOps", "count", count, 0)
     _check_fields(min_length, max_length, max_args, operator_probability)
     return _generate(count, min_length, max_length, seed, max_args, operator_probability)
 
@@ -398,7 +394,7 @@ class ListopsConfig(tfds.core.BuilderConfig):
     def __post_init__(self):
         _check_fields(self.min_length, self.max_length, self.max_args, self.operator_probability)
         for split in _SPLITS:
-            _check_int(f"{split}_size", getattr(self, f"{split}_size"), 1)
+            check_int("ListOps", f"{split}_size", getattr(self, f"{split}_size"), 1)
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise ValueError(f"ListOps: `seed` must be an integer. Received: seed={self.seed!r}")
 
@@ -600,10 +596,10 @@ def load_listops(
     else:
         name = listops_config(config)  # checks the name
         builder = tfds.builder(f"listops/{name}", data_dir=data_dir)
-    _check_int("batch_size", batch_size, 1)
+    check_int("ListOps", "batch_size", batch_size, 1)
     longest = builder.builder_config.max_length
     max_length = longest if max_length is None else max_length
-    _check_int("max_length", max_length, 1)
+    check_int("ListOps", "max_length", max_length, 1)
     if max_length < longest:
         raise ValueError(
             f"ListOps: `max_length` ({max_length}) must be at least the "

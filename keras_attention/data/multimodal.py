@@ -3,7 +3,7 @@
 
 import dataclasses
 
-from keras_attention.data.arguments import check_positive_int
+from keras_attention.arguments import check_positive_int
 from keras_attention.data.arguments import image_size_argument
 from keras_attention.data.prepared import load_prepared
 from keras_attention.data.prepared import prepared_builder
@@ -88,7 +88,6 @@ def image_text_classification_data(
     """
     import keras
     import tensorflow as tf
-    import tensorflow_datasets as tfds
 
     size = image_size_argument(WHERE, image_size)
     for argument, value in (

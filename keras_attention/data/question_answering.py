@@ -208,9 +208,9 @@ class QuestionAnsweringData:
             examples whose answer fits in the window (for Keras' loss and
             position accuracy), or `None`.
         validation_examples: dict of NumPy arrays over ALL validation
-            examples, for `evaluate_question_answering`: `token_ids`,
-            `segment_ids`, `offsets`, and lists `contexts`, `answers`
-            (lists of reference strings), `ids`.
+            examples, for `keras_attention.models.evaluate_question_answering`:
+            `token_ids`, `segment_ids`, `offsets`, and lists `contexts`,
+            `answers` (lists of reference strings), `ids`.
         vocabulary: list of token strings (id -> token).
         sequence_length: int.
         question_length: int.
@@ -316,7 +316,7 @@ def squad_data(
         len(data.vocabulary), data.sequence_length)
     keras_attention.models.compile_question_answering(model)
     model.fit(data.train, validation_data=data.validation, epochs=2)
-    evaluate_question_answering(model, data)  # {"exact_match": ..., "f1": ...}
+    keras_attention.models.evaluate_question_answering(model, data)  # {"exact_match": ..., "f1": ...}
     ```
     """
     import tensorflow_datasets as tfds
@@ -371,42 +371,3 @@ def squad_data(
         train_examples=kept,
         train_dropped=len(train_examples) - kept,
     )
-
-
-def evaluate_question_answering(model, data, max_answer_length=30, batch_size=64):
-    """SQuAD exact match and F1 of a span model on `data`'s validation split.
-
-    Every validation example counts (also those whose answer the window
-    cut off). The predicted span is `best_span` of the model's logits,
-    mapped back to the context text.
-
-    Args:
-        model: a model taking `[token_ids, segment_ids]` and returning
-            `[start_logits, end_logits]`.
-        data: a `QuestionAnsweringData` (or its `validation_examples` dict).
-        max_answer_length: int, the longest answer in tokens.
-        batch_size: prediction batch size.
-
-    Returns:
-        `{"exact_match": float, "f1": float, "examples": int}` (fractions).
-    """
-    from keras import ops
-
-    from keras_attention.models.question_answering import best_span
-    from keras_attention.models.question_answering import squad_scores
-
-    examples = getattr(data, "validation_examples", data)
-    if examples is None:
-        raise ValueError("`evaluate_question_answering`: `data` has no validation split")
-    start_logits, end_logits = model.predict(
-        [examples["token_ids"], examples["segment_ids"]], batch_size=batch_size, verbose=0
-    )
-    start, end, _ = best_span(start_logits, end_logits, max_answer_length)
-    start, end = ops.convert_to_numpy(start), ops.convert_to_numpy(end)
-    predictions = [
-        span_text(context, offsets, s, e)
-        for context, offsets, s, e in zip(examples["contexts"], examples["offsets"], start, end)
-    ]
-    scores = squad_scores(predictions, examples["answers"])
-    scores["examples"] = len(predictions)
-    return scores

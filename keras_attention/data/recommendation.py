@@ -21,6 +21,8 @@ import dataclasses
 
 import numpy as np
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_int
 from keras_attention.data.prepared import load_prepared
 
 PAD = 0
@@ -49,15 +51,8 @@ class Interactions:
     item_names: list
 
 
-def _fail(function, argument, expected, received):
-    return ValueError(
-        f"`{function}`: `{argument}` {expected}. Received: {received}"
-    )
 
 
-def _check_int(function, argument, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise _fail(function, argument, f"must be an int >= {minimum}", f"{argument}={value!r}")
 
 
 def generate_behaviour(
@@ -109,18 +104,18 @@ def generate_behaviour(
         ("min_length", min_length),
         ("max_length", max_length),
     ):
-        _check_int(function, argument, value)
+        check_int(function, argument, value, minimum=1)
     if num_items < num_categories:
-        raise _fail(function, "num_items", f"must be >= num_categories ({num_categories})", f"num_items={num_items}")
+        raise argument_error(function, "num_items", f"must be >= num_categories ({num_categories})", f"num_items={num_items}")
     if not 3 <= min_length <= max_length:
-        raise _fail(
+        raise argument_error(
             function, "min_length", "must satisfy 3 <= min_length <= max_length",
             f"min_length={min_length}, max_length={max_length}",
         )
     if not 0.0 <= transition_probability <= 1.0:
-        raise _fail(function, "transition_probability", "must be in [0, 1]", f"{transition_probability!r}")
+        raise argument_error(function, "transition_probability", "must be in [0, 1]", f"{transition_probability!r}")
     if not taste_concentration > 0:
-        raise _fail(function, "taste_concentration", "must be > 0", f"{taste_concentration!r}")
+        raise argument_error(function, "taste_concentration", "must be > 0", f"{taste_concentration!r}")
     rng = np.random.default_rng(seed)
     # Items 1..num_items; category of item i is (i - 1) % num_categories.
     items = np.arange(1, num_items + 1)
@@ -187,7 +182,7 @@ def movielens_interactions(name="movielens/100k-ratings", data_dir=None, split="
     import tensorflow_datasets as tfds
 
     if "ratings" not in name:
-        raise _fail("movielens_interactions", "name", "must be a MovieLens ratings config (e.g. 'movielens/100k-ratings')", f"name={name!r}")
+        raise argument_error("movielens_interactions", "name", "must be a MovieLens ratings config (e.g. 'movielens/100k-ratings')", f"name={name!r}")
     ds = load_prepared("`movielens_interactions`", name, split=split, data_dir=data_dir)
     ds = ds.map(
         lambda ex: (ex["user_id"], ex["movie_id"], tf.cast(ex["user_rating"], tf.float32), tf.cast(ex["timestamp"], tf.int64))
@@ -312,9 +307,9 @@ def sequential_recommendation_data(interactions, sequence_length=50, min_events=
     """
     function = "sequential_recommendation_data"
     if not isinstance(interactions, Interactions):
-        raise _fail(function, "interactions", "must be `Interactions` (generate_behaviour() or movielens_interactions())", type(interactions).__name__)
-    _check_int(function, "sequence_length", sequence_length)
-    _check_int(function, "min_events", min_events, minimum=3)
+        raise argument_error(function, "interactions", "must be `Interactions` (generate_behaviour() or movielens_interactions())", type(interactions).__name__)
+    check_int(function, "sequence_length", sequence_length, minimum=1)
+    check_int(function, "min_events", min_events, minimum=3)
     order = np.lexsort((np.arange(len(interactions.user)), interactions.timestamp, interactions.user))
     user = interactions.user[order]
     item = interactions.item[order]
@@ -333,7 +328,7 @@ def sequential_recommendation_data(interactions, sequence_length=50, min_events=
         train_users.append(np.full(length - 2, u))
         train_items.append(sequence[: length - 2])
     if not splits["test"]:
-        raise _fail(function, "interactions", f"must have a user with at least min_events={min_events} events", "none")
+        raise argument_error(function, "interactions", f"must have a user with at least min_events={min_events} events", "none")
 
     def stack(rows):
         if not rows:

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from keras_attention.data.arguments import check_positive_int
+from keras_attention.arguments import check_positive_int
 from keras_attention.data.arguments import image_size_argument
 from keras_attention.data.prepared import load_prepared
 from keras_attention.data.prepared import prepared_builder
@@ -87,7 +87,6 @@ def segmentation_data(
     ```
     """
     import tensorflow as tf
-    import tensorflow_datasets as tfds
 
     where = "`segmentation_data`"
     image_size = image_size_argument(where, image_size)

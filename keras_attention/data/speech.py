@@ -231,7 +231,6 @@ def speech_recognition_data(
     ```
     """
     import tensorflow as tf
-    import tensorflow_datasets as tfds
 
     for argument, value in (
         ("num_samples", num_samples),

@@ -125,7 +125,6 @@ def text_classification_data(
     import keras
     import numpy as np
     import tensorflow as tf
-    import tensorflow_datasets as tfds
 
     for argument, value in (
         ("sequence_length", sequence_length),

@@ -173,7 +173,6 @@ def translation_data(
     import keras
     import numpy as np
     import tensorflow as tf
-    import tensorflow_datasets as tfds
 
     for argument, value, minimum in (
         ("source_length", source_length, 1),

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from keras_attention.data.arguments import check_positive_int
+from keras_attention.arguments import check_positive_int
 from keras_attention.data.arguments import image_size_argument
 from keras_attention.data.prepared import load_prepared
 from keras_attention.data.prepared import prepared_builder

@@ -64,7 +64,6 @@ def image_classification_data(
     """
     import numpy as np
     import tensorflow as tf
-    import tensorflow_datasets as tfds
 
     builder = prepared_builder("`image_classification_data`", name, data_dir)
     features = builder.info.features

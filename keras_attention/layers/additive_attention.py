@@ -4,10 +4,9 @@ import keras
 from keras import ops
 
 from keras_attention import ops as attention_ops
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
 from keras_attention.layers.base import BaseAttention
-from keras_attention.layers.base import _shape_error
-from keras_attention.layers.base import check_positive_int
-from keras_attention.layers.base import check_rate
 from keras_attention.layers.base import mask_queries
 from keras_attention.layers.base import merge_masks
 from keras_attention.layers.base import set_keras_mask

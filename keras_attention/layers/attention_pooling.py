@@ -6,10 +6,10 @@ import keras
 from keras import ops
 
 from keras_attention import ops as attention_ops
-from keras_attention.layers.base import _shape_error
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
 from keras_attention.layers.base import check_mask
-from keras_attention.layers.base import check_positive_int
-from keras_attention.layers.base import check_rate
 from keras_attention.layers.base import set_keras_mask
 from keras_attention.layers.registry import register_attention
 
@@ -117,7 +117,7 @@ class AttentionPooling(keras.layers.Layer):
     def _check(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) != 3:
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "inputs",
                 "must have rank 3: (batch, sequence, features)",
@@ -125,14 +125,14 @@ class AttentionPooling(keras.layers.Layer):
             )
         dim = input_shape[-1]
         if dim is None:
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "inputs",
                 "must have a known last (feature) dimension",
                 f"inputs.shape={input_shape}",
             )
         if dim % self.num_heads:
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "num_heads",
                 f"must divide the input's feature size ({dim})",

@@ -8,38 +8,11 @@ from keras import ops
 from keras.src.backend.common.masking import get_keras_mask
 from keras.src.backend.common.masking import set_keras_mask
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
 from keras_attention.layers.registry import register_attention
 from keras_attention.ops.scores import hide_unseen
-
-
-def _shape_error(layer, argument, expected, received):
-    return ValueError(
-        f"Layer '{layer.name}' ({type(layer).__name__}): `{argument}` "
-        f"{expected}. Received: {received}"
-    )
-
-
-def check_positive_int(layer_cls, argument, value, allow_none=False):
-    """Raises a clear ValueError unless `value` is a positive int."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"{layer_cls.__name__}: `{argument}` must be a positive integer"
-            f"{' or None' if allow_none else ''}. Received: "
-            f"{argument}={value!r}"
-        )
-
-
-def check_rate(layer_cls, argument, value):
-    """Raises a clear ValueError unless `0 <= value < 1`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        0.0 <= value < 1.0
-    ):
-        raise ValueError(
-            f"{layer_cls.__name__}: `{argument}` must be a float in [0, 1). "
-            f"Received: {argument}={value!r}"
-        )
 
 
 def check_mask(layer, argument, mask, expected_shape, broadcast_axes=()):
@@ -55,7 +28,7 @@ def check_mask(layer, argument, mask, expected_shape, broadcast_axes=()):
         and not (have == 1 and axis in broadcast_axes)
         for axis, (have, want) in enumerate(zip(shape, expected_shape))
     ):
-        raise _shape_error(
+        raise argument_error(
             layer,
             argument,
             f"must have shape {expected_shape}",
@@ -112,7 +85,7 @@ def merge_masks(
         )
         m = attention_mask
     else:
-        raise _shape_error(
+        raise argument_error(
             layer,
             "attention_mask",
             "must have shape (batch, Tq, Tv), (Tq, Tv) or "
@@ -148,51 +121,6 @@ def mask_queries(layer, query, query_mask, output, scores=None):
         keep = ops.cast(query_mask, "bool")[:, None, :, None]
         scores = ops.where(keep, scores, 0.0)
     return output, scores
-
-
-def _multi_head_cache_limitation(layer, query_length, causal):
-    if layer.position_encoding is not None:
-        return (
-            f"`position_encoding={layer.position_encoding!r}` takes the "
-            "positions of queries and keys from their indices in the call"
-        )
-    if layer.window_size is not None:
-        return "`window_size` is measured on the indices of queries and keys"
-    return None
-
-
-def _linear_cache_limitation(layer, query_length, causal):
-    if query_length == 1 or not causal:
-        return None
-    return (
-        "linear attention sums the keys once for all queries, so only a "
-        "key padding mask reaches it: a causal cached call past the prefill "
-        "(whose `cache_update_index` is the int 0) takes one new token at a "
-        f"time. Received {query_length} query positions"
-    )
-
-
-# What keeps the shipped variants from running new queries against a key/value
-# cache (by registry name; see `BaseAttention.cache_limitation`). Each entry
-# maps `(layer, query_length, causal)` to the reason, or `None` when it can.
-_CACHE_LIMITATIONS = {
-    "multi_head": _multi_head_cache_limitation,
-    "linear": _linear_cache_limitation,
-    "low_rank": lambda layer, query_length, causal: (
-        "it projects the whole key axis (a fixed `max_length`) to `rank` "
-        "rows, so every new key changes every compressed row"
-    ),
-    "regional": lambda layer, query_length, causal: (
-        "its windows and regions are laid out on the indices of queries and "
-        "keys in the call"
-    ),
-    "sparse": lambda layer, query_length, causal: (
-        None
-        if layer.pattern == "topk"
-        else f"its block pattern (`pattern={layer.pattern!r}`) is laid out on "
-        "the indices of queries and keys in the call"
-    ),
-}
 
 
 def _is_static_zero(index):
@@ -384,14 +312,14 @@ class BaseAttention(keras.layers.Layer):
             ("key", key_shape),
         ):
             if len(shape) != 3:
-                raise _shape_error(
+                raise argument_error(
                     self,
                     argument,
                     "must have rank 3: (batch, sequence, features)",
                     f"{argument}.shape={tuple(shape)}",
                 )
             if shape[-1] is None:
-                raise _shape_error(
+                raise argument_error(
                     self,
                     argument,
                     "must have a known last (feature) dimension",
@@ -402,7 +330,7 @@ class BaseAttention(keras.layers.Layer):
             and value_shape[1] is not None
             and key_shape[1] != value_shape[1]
         ):
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "key",
                 "must have as many positions as `value`",
@@ -415,7 +343,7 @@ class BaseAttention(keras.layers.Layer):
                 and other[0] is not None
                 and other[0] != query_shape[0]
             ):
-                raise _shape_error(
+                raise argument_error(
                     self,
                     name,
                     "must have the query's batch size",
@@ -658,9 +586,8 @@ class BaseAttention(keras.layers.Layer):
         against every cached position, with positions given by a mask. That
         is exact when `attend()` never takes positions from tensor indices
         (rotary or ALiBi encodings, windows, block layouts, projections of
-        the key axis do). The shell answers for the variants shipped with
-        the package (by registry name) and lets every other subclass run; a
-        subclass overrides this to declare its own limits.
+        the key axis do). The shell lets every call run; each variant that
+        cannot overrides this to state its own limits.
 
         Args:
             query_length: int or `None`, the number of new query positions.
@@ -670,10 +597,7 @@ class BaseAttention(keras.layers.Layer):
         Returns:
             `None`, or a str saying what prevents it.
         """
-        limitation = _CACHE_LIMITATIONS.get(getattr(self, "registry_name", None))
-        if limitation is None:
-            return None
-        return limitation(self, query_length, causal)
+        return None
 
     def check_cache_support(self, query_length=1, causal=True):
         """Raises a `ValueError` unless cached decoding steps can run.
@@ -695,7 +619,7 @@ class BaseAttention(keras.layers.Layer):
 
     def _check_cache_layout(self):
         if self.value_dim != self.key_dim:
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "cache",
                 "needs `value_dim == key_dim` (keys and values share one "
@@ -752,7 +676,7 @@ class BaseAttention(keras.layers.Layer):
 
     def _check_cache(self, cache, query, value, cache_update_index):
         if cache is None:
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "cache_update_index",
                 "needs a `cache`",
@@ -771,7 +695,7 @@ class BaseAttention(keras.layers.Layer):
             have is not None and want is not None and have != want
             for have, want in zip(shape, expected)
         ):
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "cache",
                 "must have shape (batch, 2, cache_length, "
@@ -781,7 +705,7 @@ class BaseAttention(keras.layers.Layer):
             )
         length = shape[2]
         if length is None:
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "cache",
                 "must have a static length (axis 2)",
@@ -791,7 +715,7 @@ class BaseAttention(keras.layers.Layer):
             return
         new = value.shape[1]
         if new is not None and new > length:
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "value",
                 f"must not have more positions than the cache ({length})",
@@ -801,7 +725,7 @@ class BaseAttention(keras.layers.Layer):
             cache_update_index, bool
         ):
             if not 0 <= cache_update_index <= length - (new or 0):
-                raise _shape_error(
+                raise argument_error(
                     self,
                     "cache_update_index",
                     f"must be in [0, {length} - new positions]",
@@ -813,7 +737,7 @@ class BaseAttention(keras.layers.Layer):
         if mask is None:
             return None
         if len(mask.shape) == 2 and mask.shape[1] not in (None, length):
-            raise _shape_error(
+            raise argument_error(
                 self,
                 argument,
                 f"must cover the whole cache, (batch, {length}), in a cached "
@@ -860,7 +784,7 @@ class BaseAttention(keras.layers.Layer):
         q = self.query_dense(query)
         if index is None:
             if use_causal_mask:
-                raise _shape_error(
+                raise argument_error(
                     self,
                     "use_causal_mask",
                     "needs a `cache_update_index` (a cache used as it is has "

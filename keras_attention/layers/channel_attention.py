@@ -3,9 +3,9 @@
 import keras
 from keras import ops
 
-from keras_attention.layers.base import _shape_error
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
 from keras_attention.layers.base import check_mask
-from keras_attention.layers.base import check_positive_int
 from keras_attention.layers.feed_forward import clone_initializer
 
 POOLINGS = ("avg", "avg_max")
@@ -32,7 +32,7 @@ def check_feature_map(layer, input_shape, channels=None, rank=None):
     """
     input_shape = tuple(input_shape)
     if len(input_shape) not in (3, 4) or input_shape[-1] is None:
-        raise _shape_error(
+        raise argument_error(
             layer,
             "inputs",
             "must have rank 3 `(batch, steps, channels)` or rank 4 "
@@ -40,14 +40,14 @@ def check_feature_map(layer, input_shape, channels=None, rank=None):
             f"inputs.shape={input_shape}",
         )
     if rank is not None and len(input_shape) != rank:
-        raise _shape_error(
+        raise argument_error(
             layer,
             "inputs",
             f"must have rank {rank}, the rank the layer was built with",
             f"inputs.shape={input_shape}",
         )
     if channels is not None and input_shape[-1] != channels:
-        raise _shape_error(
+        raise argument_error(
             layer,
             "inputs",
             f"must have the {channels} channels the layer was built with",

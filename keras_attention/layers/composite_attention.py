@@ -2,9 +2,9 @@
 
 import keras
 
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
 from keras_attention.layers import registry
-from keras_attention.layers.base import check_positive_int
-from keras_attention.layers.base import check_rate
 
 
 class CompositeAttention(keras.layers.Layer):

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_attention.layers.base import check_rate
+from keras_attention.arguments import check_rate
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")

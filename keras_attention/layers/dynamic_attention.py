@@ -8,6 +8,7 @@ from keras import ops
 from keras_attention import ops as attention_ops
 from keras_attention.ops import scores as sc
 from keras_attention.layers.base import BaseAttention
+from keras_attention.layers.registry import Tunable
 from keras_attention.layers.registry import register_attention
 
 # softplus(_UNIT_TEMPERATURE) == 1: every temperature starts at one.
@@ -85,6 +86,8 @@ class DynamicAttention(BaseAttention):
         - [Henry et al., 2020, "Query-Key Normalization for Transformers"](
           https://arxiv.org/abs/2010.04245) (learned attention temperature).
     """
+
+    search_space = {"talking_heads": Tunable([True, False], True)}
 
     def __init__(
         self,

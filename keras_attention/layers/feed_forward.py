@@ -2,32 +2,9 @@
 
 import keras
 
-from keras_attention.layers.base import _shape_error
-
-
-def check_positive_int(layer, argument, value, allow_none=False):
-    """Raises a ValueError naming `layer` unless `value` is an int >= 1."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _shape_error(
-            layer,
-            argument,
-            f"must be a positive integer{' or None' if allow_none else ''}",
-            f"{argument}={value!r}",
-        )
-
-
-def check_rate(layer, argument, value):
-    """Raises a ValueError naming `layer` unless `0 <= value < 1`."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0.0 <= value < 1.0
-    ):
-        raise _shape_error(
-            layer, argument, "must be a float in [0, 1)", f"{argument}={value!r}"
-        )
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
 
 
 def get_activation(layer, activation):
@@ -35,7 +12,7 @@ def get_activation(layer, activation):
     try:
         return keras.activations.get(activation)
     except (ValueError, TypeError) as error:
-        raise _shape_error(
+        raise argument_error(
             layer,
             "activation",
             "must be the name of a Keras activation, a serialized "
@@ -145,7 +122,7 @@ class FeedForward(keras.layers.Layer):
 
     def _check(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "inputs",
                 "must have rank >= 2 and a known last (feature) dimension",

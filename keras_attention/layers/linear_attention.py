@@ -5,9 +5,10 @@ import random as python_random
 
 import numpy as np
 
-from keras_attention.layers.base import _shape_error
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
 from keras_attention.layers.base import BaseAttention
-from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.registry import Tunable
 from keras_attention.layers.registry import register_attention
 from keras_attention.ops import linear as linear_ops
 
@@ -127,6 +128,8 @@ class LinearAttention(BaseAttention):
           (FAVOR+).
     """
 
+    search_space = {"feature_map": Tunable(["elu", "relu", "favor"], "elu")}
+
     def __init__(
         self,
         num_heads,
@@ -243,7 +246,7 @@ class LinearAttention(BaseAttention):
             return  # `merge_masks` names the accepted ranks.
         if all(size == 1 for size in query_axes):
             return
-        raise _shape_error(
+        raise argument_error(
             self,
             "attention_mask",
             "cannot be expressed in linear attention, which sums over keys "
@@ -271,7 +274,7 @@ class LinearAttention(BaseAttention):
         key_mask = None
         if mask is not None:
             if mask.shape[1] != 1 or mask.shape[2] != 1:
-                raise _shape_error(
+                raise argument_error(
                     self,
                     "attention_mask",
                     "must be a key padding mask (the same for every query "
@@ -299,6 +302,18 @@ class LinearAttention(BaseAttention):
         if return_attention_scores:
             return result
         return result, None
+
+    def cache_limitation(self, query_length, causal):
+        """See `BaseAttention.cache_limitation`: one new token at a time once
+        causal (only key padding reaches the summed keys)."""
+        if query_length == 1 or not causal:
+            return None
+        return (
+            "linear attention sums the keys once for all queries, so only a "
+            "key padding mask reaches it: a causal cached call past the prefill "
+            "(whose `cache_update_index` is the int 0) takes one new token at a "
+            f"time. Received {query_length} query positions"
+        )
 
     def get_config(self):
         config = super().get_config()

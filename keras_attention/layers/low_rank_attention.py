@@ -4,9 +4,10 @@ import keras
 from keras import ops
 
 from keras_attention import ops as attention_ops
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
 from keras_attention.layers.base import BaseAttention
-from keras_attention.layers.base import _shape_error
-from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.registry import Tunable
 from keras_attention.layers.registry import register_attention
 
 
@@ -131,6 +132,17 @@ class LowRankAttention(BaseAttention):
           Complexity", https://arxiv.org/abs/2006.04768.
     """
 
+    search_space = {
+        "rank": Tunable("length", "length"),
+        "share_kv_projection": Tunable([False, True], False),
+    }
+
+    @classmethod
+    def length_defaults(cls, length, given):
+        """What the layer needs from the key length when the caller did not
+        say: it projects a fixed `max_length`, to `rank <= 64` rows."""
+        return {"max_length": length, "rank": min(64, given.get("max_length", length))}
+
     def __init__(
         self,
         num_heads,
@@ -188,7 +200,7 @@ class LowRankAttention(BaseAttention):
                 continue  # `_check_input_shapes` reports bad ranks
             length = shape[1]
             if length is not None and length > self.max_length:
-                raise _shape_error(
+                raise argument_error(
                     self,
                     argument,
                     f"must have at most max_length={self.max_length} "
@@ -217,7 +229,7 @@ class LowRankAttention(BaseAttention):
                 len(shape), shape
             )
             if any(size != 1 for size in per_query):
-                raise _shape_error(
+                raise argument_error(
                     self,
                     "attention_mask",
                     "must be a key padding mask: only masks that are the "
@@ -298,7 +310,7 @@ class LowRankAttention(BaseAttention):
         compressed_mask = None
         if mask is not None:
             if mask.shape[1] != 1 or mask.shape[2] != 1:
-                raise _shape_error(
+                raise argument_error(
                     self,
                     "mask",
                     "must be a key padding mask of shape (batch, 1, 1, Tk) "
@@ -343,6 +355,14 @@ class LowRankAttention(BaseAttention):
     def attention_scores_shape(self, query_shape, value_shape):
         # Weights over the `rank` compressed positions, not over tokens.
         return (query_shape[0], self.num_heads, query_shape[1], self.rank)
+
+    def cache_limitation(self, query_length, causal):
+        """See `BaseAttention.cache_limitation`: never (the key axis is
+        projected as a whole)."""
+        return (
+            "it projects the whole key axis (a fixed `max_length`) to `rank` "
+            "rows, so every new key changes every compressed row"
+        )
 
     def get_config(self):
         config = super().get_config()

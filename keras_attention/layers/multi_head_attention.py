@@ -1,8 +1,9 @@
 """Multi-head attention with grouped key/value heads and position options."""
 
 from keras_attention import ops as attention_ops
+from keras_attention.arguments import check_positive_int
 from keras_attention.layers.base import BaseAttention
-from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.registry import Tunable
 from keras_attention.layers.registry import register_attention
 
 POSITION_ENCODINGS = (None, "rope", "alibi")
@@ -72,6 +73,8 @@ class MultiHeadAttention(BaseAttention):
         - Su et al., 2021, "RoFormer" (rotary embeddings).
         - Press et al., 2022, "Train Short, Test Long" (ALiBi).
     """
+
+    search_space = {"position_encoding": Tunable([None, "rope"], None)}
 
     def __init__(
         self,
@@ -166,6 +169,18 @@ class MultiHeadAttention(BaseAttention):
         if return_attention_scores:
             return result
         return result, None
+
+    def cache_limitation(self, query_length, causal):
+        """See `BaseAttention.cache_limitation`: positions from call indices
+        (rotary/ALiBi encodings, windows) cannot read a cache."""
+        if self.position_encoding is not None:
+            return (
+                f"`position_encoding={self.position_encoding!r}` takes the "
+                "positions of queries and keys from their indices in the call"
+            )
+        if self.window_size is not None:
+            return "`window_size` is measured on the indices of queries and keys"
+        return None
 
     def get_config(self):
         config = super().get_config()

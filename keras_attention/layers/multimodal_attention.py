@@ -4,9 +4,9 @@ import keras
 from keras import ops
 from keras.src.backend.common.masking import get_keras_mask
 
-from keras_attention.layers.base import _shape_error
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
 from keras_attention.layers.base import check_mask
-from keras_attention.layers.base import check_positive_int
 from keras_attention.layers.base import mask_queries
 from keras_attention.layers.base import set_keras_mask
 from keras_attention.layers.composite_attention import CompositeAttention
@@ -112,18 +112,18 @@ class MultiModalAttention(CompositeAttention):
         a_shape, b_shape = tuple(a_shape), tuple(b_shape)
         for argument, shape in (("a", a_shape), ("b", b_shape)):
             if len(shape) != 3:
-                raise _shape_error(
+                raise argument_error(
                     self,
                     argument,
                     "must have rank 3 (batch, tokens, features)",
                     f"{argument}.shape={shape}",
                 )
             if shape[-1] is None:
-                raise _shape_error(
+                raise argument_error(
                     self, argument, "must have a known feature size", f"{argument}.shape={shape}"
                 )
         if None not in (a_shape[0], b_shape[0]) and a_shape[0] != b_shape[0]:
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "b",
                 "must have the batch size of `a`",

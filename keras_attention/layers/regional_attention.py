@@ -2,9 +2,10 @@
 
 from keras import ops
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
 from keras_attention.layers.base import BaseAttention
-from keras_attention.layers.base import _shape_error
-from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.registry import Tunable
 from keras_attention.layers.registry import register_attention
 from keras_attention.ops.attention import dot_product_attention
 from keras_attention.ops.regional import region_mask
@@ -134,6 +135,16 @@ class RegionalAttention(BaseAttention):
           Sequences" (blocked sliding attention).
     """
 
+    search_space = {"window_size": Tunable("length", "length")}
+
+    @classmethod
+    def length_defaults(cls, length, given):
+        """What the layer needs from the key length when the caller did not
+        say: a sliding `window_size` of at most 64."""
+        if given.get("mode", "sliding") == "sliding":
+            return {"window_size": min(64, length)}
+        return {}
+
     def __init__(
         self,
         num_heads,
@@ -211,7 +222,7 @@ class RegionalAttention(BaseAttention):
         super()._check_input_shapes(query_shape, value_shape, key_shape)
         tq, tv = query_shape[1], value_shape[1]
         if self.mode == "block" and tq is not None and tv is not None and tq != tv:
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "value",
                 "must have as many positions as `query` in `mode='block'` "
@@ -298,6 +309,14 @@ class RegionalAttention(BaseAttention):
             training=dropout,
         )
         return out, None
+
+    def cache_limitation(self, query_length, causal):
+        """See `BaseAttention.cache_limitation`: never (windows and regions
+        are laid out on call indices)."""
+        return (
+            "its windows and regions are laid out on the indices of queries and "
+            "keys in the call"
+        )
 
     def get_config(self):
         config = super().get_config()

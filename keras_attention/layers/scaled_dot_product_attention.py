@@ -4,8 +4,8 @@ import keras
 from keras import ops
 
 from keras_attention import ops as attention_ops
-from keras_attention.layers.base import _shape_error
-from keras_attention.layers.base import check_rate
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_rate
 from keras_attention.layers.base import mask_queries
 from keras_attention.layers.base import merge_masks
 from keras_attention.layers.base import set_keras_mask
@@ -98,7 +98,7 @@ class ScaledDotProductAttention(keras.layers.Layer):
             ("key", key_shape),
         ):
             if len(shape) != 3:
-                raise _shape_error(
+                raise argument_error(
                     self,
                     argument,
                     "must have rank 3: (batch, sequence, features)",
@@ -107,7 +107,7 @@ class ScaledDotProductAttention(keras.layers.Layer):
         if None not in (query_shape[-1], key_shape[-1]) and (
             query_shape[-1] != key_shape[-1]
         ):
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "key",
                 f"must have the query's feature size ({query_shape[-1]})",
@@ -116,7 +116,7 @@ class ScaledDotProductAttention(keras.layers.Layer):
         if None not in (key_shape[1], value_shape[1]) and (
             key_shape[1] != value_shape[1]
         ):
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "key",
                 "must have as many positions as `value`",

@@ -3,9 +3,10 @@
 import numpy as np
 from keras import ops
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
 from keras_attention.layers.base import BaseAttention
-from keras_attention.layers.base import _shape_error
-from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.registry import Tunable
 from keras_attention.layers.registry import register_attention
 from keras_attention.ops import sparse as sparse_ops
 
@@ -153,6 +154,13 @@ class SparseAttention(BaseAttention):
         - Gupta et al., 2021, "Memory-efficient Transformers via Top-k
           Attention".
     """
+
+    search_space = {
+        "pattern": Tunable(["bigbird", "strided", "topk"], "bigbird"),
+        "block_size": Tunable("length", "length", when=("pattern", ["bigbird", "strided"])),
+        "num_window_blocks": Tunable([1, 3], 3, when=("pattern", ["bigbird"])),
+        "top_k": Tunable("length", lambda length: min(32, length or 32), when=("pattern", ["topk"])),
+    }
 
     def __init__(
         self,
@@ -356,7 +364,7 @@ class SparseAttention(BaseAttention):
         ):
             length = shape[1]
             if length is not None and -(-length // self.block_size) > blocks:
-                raise _shape_error(
+                raise argument_error(
                     self,
                     argument,
                     f"must have at most {blocks * self.block_size} positions "
@@ -495,6 +503,16 @@ class SparseAttention(BaseAttention):
         out = ops.concatenate([p[0] for p in parts], axis=1)
         weights = ops.concatenate([p[1] for p in parts], axis=2)
         return out, weights
+
+    def cache_limitation(self, query_length, causal):
+        """See `BaseAttention.cache_limitation`: top-k only (block patterns
+        are laid out on call indices)."""
+        if self.pattern == "topk":
+            return None
+        return (
+            f"its block pattern (`pattern={self.pattern!r}`) is laid out on "
+            "the indices of queries and keys in the call"
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_attention.layers.base import check_positive_int
+from keras_attention.arguments import check_positive_int
 from keras_attention.layers.channel_attention import check_activation
 from keras_attention.layers.channel_attention import check_feature_map
 from keras_attention.layers.channel_attention import masked_mean

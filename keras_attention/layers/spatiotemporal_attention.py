@@ -4,7 +4,7 @@ import keras
 from keras import ops
 from keras.src.backend.common.masking import get_keras_mask
 
-from keras_attention.layers.base import _shape_error
+from keras_attention.arguments import argument_error
 from keras_attention.layers.base import check_mask
 from keras_attention.layers.composite_attention import CompositeAttention
 from keras_attention.layers.registry import register_attention
@@ -110,14 +110,14 @@ class SpatioTemporalAttention(CompositeAttention):
     def _check(self, shape):
         shape = tuple(shape)
         if len(shape) not in (4, 5):
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "inputs",
                 "must have rank 4 (batch, T, N, C) or 5 (batch, T, H, W, C)",
                 f"inputs.shape={shape}",
             )
         if any(d is None for d in shape[1:]):
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "inputs",
                 "must have known frames, spatial sizes and channels",

@@ -3,10 +3,10 @@
 import keras
 from keras import ops
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
 from keras_attention.layers.additive_attention import attend_with_scores
-from keras_attention.layers.base import _shape_error
 from keras_attention.layers.base import check_mask
-from keras_attention.layers.base import check_positive_int
 from keras_attention.layers.dice import Dice
 from keras_attention.layers.registry import register_attention
 
@@ -123,21 +123,21 @@ class TargetAttention(keras.layers.Layer):
     def _check(self, query_shape, value_shape):
         query_shape, value_shape = tuple(query_shape), tuple(value_shape)
         if len(query_shape) != 2:
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "query",
                 "must have rank 2: (batch, features)",
                 f"query.shape={query_shape}",
             )
         if len(value_shape) != 3:
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "value",
                 "must have rank 3: (batch, sequence, features)",
                 f"value.shape={value_shape}",
             )
         if query_shape[-1] is None or query_shape[-1] != value_shape[-1]:
-            raise _shape_error(
+            raise argument_error(
                 self,
                 "value",
                 "must have the query's known feature size "

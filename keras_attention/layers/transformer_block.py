@@ -8,6 +8,7 @@
   wiring (post-norm, pre-norm or parallel) and the mask plumbing.
 """
 
+import functools
 import inspect
 
 import keras
@@ -15,45 +16,29 @@ from keras import ops
 from keras.src.backend.common.masking import get_keras_mask
 from keras.src.backend.common.masking import set_keras_mask
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
 from keras_attention.layers import registry
-from keras_attention.layers.registry import accepts as _accepts
-from keras_attention.layers.base import _shape_error
 from keras_attention.layers.base import check_mask
 from keras_attention.layers.feed_forward import FeedForward
-from keras_attention.layers.feed_forward import check_positive_int
-from keras_attention.layers.feed_forward import check_rate
 from keras_attention.layers.feed_forward import clone_initializer
 from keras_attention.layers.feed_forward import get_activation
+from keras_attention.layers.registry import accepts as _accepts
 
 _PRIMITIVES = (type(None), bool, int, float, str)
 
 
-def _fail(layer, argument, expected, received):
-    return _shape_error(layer, argument, expected, received)
+
+
+@functools.lru_cache(maxsize=None)
+def _parameters_of(call):
+    return frozenset(inspect.signature(call).parameters)
 
 
 def _call_parameters(layer):
-    return inspect.signature(layer.call).parameters
-
-
-def _class_from_name(layer, argument, name):
-    variant = registry.get_class(name)
-    if variant is not None:
-        return variant
-    registered = keras.saving.get_registered_object(name)
-    if inspect.isclass(registered) and issubclass(
-        registered, keras.layers.Layer
-    ):
-        return registered
-    raise _fail(
-        layer,
-        argument,
-        f"must be a registered attention variant (one of "
-        f"{registry.available()}), a Keras-registered layer class name "
-        "('package>ClassName'), a layer class, a config dict or a layer "
-        "instance",
-        f"{argument}={name!r}",
-    )
+    """The parameter names of `layer.call`, inspected once per class."""
+    return _parameters_of(type(layer).call)
 
 
 def _serialize_kwargs(kwargs):
@@ -107,7 +92,7 @@ class AttentionSpec:
 
     def __init__(self, layer, argument, identifier, kwargs, kwargs_argument):
         if kwargs is not None and not isinstance(kwargs, dict):
-            raise _fail(
+            raise argument_error(
                 layer,
                 kwargs_argument,
                 "must be a dict or None",
@@ -119,51 +104,53 @@ class AttentionSpec:
         self.cls = None
         self.instance = None
         self.class_kwargs = {}
-        given = dict(kwargs or {})
-        if isinstance(identifier, keras.layers.Layer):
-            if given:
-                raise _fail(
-                    layer,
-                    kwargs_argument,
-                    f"cannot be combined with a layer instance as "
-                    f"`{argument}` (configure the instance instead)",
-                    f"{argument}={type(identifier).__name__} instance, "
-                    f"{kwargs_argument}={kwargs!r}",
-                )
-            self.instance = identifier
-        elif isinstance(identifier, str):
-            self.cls = _class_from_name(layer, argument, identifier)
-            self.class_kwargs = given
-        elif inspect.isclass(identifier) and issubclass(
-            identifier, keras.layers.Layer
-        ):
-            self.cls = identifier
-            self.class_kwargs = given
-        elif isinstance(identifier, dict) and "class_name" in identifier:
-            try:
-                self.instance = registry.get(identifier, **given)
-            except Exception as error:
-                raise _fail(
-                    layer,
-                    argument,
-                    "must be a valid serialized layer when it is a dict "
-                    f"with a 'class_name' ({type(error).__name__}: {error})",
-                    f"{argument}={identifier!r}",
-                ) from error
-        elif isinstance(identifier, dict) and "variant" in identifier:
-            config = dict(identifier)
-            self.cls = _class_from_name(layer, argument, config.pop("variant"))
-            config.update(given)
-            self.class_kwargs = config
-        else:
-            raise _fail(
+        try:
+            # Names of structural layers (pooling, target, ...) are not
+            # offered: they take another call than (query, value).
+            resolved = registry.resolve(identifier, kwargs, structural=False)
+        except registry.UnresolvedAttention as error:
+            raise self._unresolved(layer, argument, identifier, kwargs, kwargs_argument, error) from None
+        self.cls, self.instance, self.class_kwargs = resolved.cls, resolved.instance, resolved.kwargs
+
+    @staticmethod
+    def _unresolved(layer, argument, identifier, kwargs, kwargs_argument, error):
+        """The block's own wording of a `registry.UnresolvedAttention`."""
+        if error.reason == "instance_kwargs":
+            return argument_error(
+                layer,
+                kwargs_argument,
+                f"cannot be combined with a layer instance as "
+                f"`{argument}` (configure the instance instead)",
+                f"{argument}={type(identifier).__name__} instance, "
+                f"{kwargs_argument}={kwargs!r}",
+            )
+        if error.reason == "unknown_name":
+            name = identifier["variant"] if isinstance(identifier, dict) else identifier
+            return argument_error(
                 layer,
                 argument,
-                "must be a registered attention name, a layer class, a "
-                "config dict (with a 'class_name' or a 'variant' key) or a "
-                "layer instance",
+                f"must be a registered attention variant (one of "
+                f"{registry.available()}), a Keras-registered layer class name "
+                "('package>ClassName'), a layer class, a config dict or a layer "
+                "instance",
+                f"{argument}={name!r}",
+            )
+        if error.reason == "serialized":
+            return argument_error(
+                layer,
+                argument,
+                "must be a valid serialized layer when it is a dict "
+                f"with a 'class_name' ({error})",
                 f"{argument}={identifier!r}",
             )
+        return argument_error(
+            layer,
+            argument,
+            "must be a registered attention name, a layer class, a "
+            "config dict (with a 'class_name' or a 'variant' key) or a "
+            "layer instance",
+            f"{argument}={identifier!r}",
+        )
 
     @property
     def is_instance(self):
@@ -185,14 +172,12 @@ class AttentionSpec:
         """
         if self.instance is not None:
             return self.instance
-        kwargs = dict(self.class_kwargs)
         cls = self.cls
-        if _accepts(cls, "num_heads"):
-            kwargs.setdefault("num_heads", block.num_heads)
-        if _accepts(cls, "key_dim") and "key_dim" not in kwargs:
-            heads = kwargs.get("num_heads", block.num_heads)
+        defaults = {"num_heads": block.num_heads}
+        if _accepts(cls, "key_dim") and "key_dim" not in self.class_kwargs:
+            heads = self.class_kwargs.get("num_heads", block.num_heads)
             if hidden_dim % heads:
-                raise _fail(
+                raise argument_error(
                     block,
                     "num_heads",
                     f"must divide the hidden size ({hidden_dim}) to derive "
@@ -200,19 +185,19 @@ class AttentionSpec:
                     f"in `{self.argument}_kwargs`)",
                     f"num_heads={heads}, hidden size={hidden_dim}",
                 )
-            kwargs["key_dim"] = hidden_dim // heads
+            defaults["key_dim"] = hidden_dim // heads
         for key, value, offset in (
             ("kernel_initializer", block.kernel_initializer, seed_offset),
             ("bias_initializer", block.bias_initializer, 0),
         ):
-            if _accepts(cls, key) and key not in kwargs:
-                kwargs[key] = clone_initializer(value, offset)
-        kwargs.setdefault("dtype", block.dtype_policy)
-        kwargs.setdefault("name", name)
+            if _accepts(cls, key) and key not in self.class_kwargs:
+                defaults[key] = clone_initializer(value, offset)
+        defaults.update(dtype=block.dtype_policy, name=name)
+        kwargs = registry.arguments(registry.Resolved(cls=cls, kwargs=self.class_kwargs), defaults=defaults)
         try:
             return cls(**kwargs)
         except TypeError as error:
-            raise _fail(
+            raise argument_error(
                 block,
                 self.argument,
                 f"could not be constructed: {cls.__name__}("
@@ -241,7 +226,7 @@ class AttentionSpec:
             # E.g. `keras.layers.MultiHeadAttention`: the created layer's own
             # serialization (which Keras resolves) carries every argument.
             return keras.saving.serialize_keras_object(created), None
-        raise _fail(
+        raise argument_error(
             block,
             self.argument,
             "can only be serialized once its layer exists (after `build()`) "
@@ -285,7 +270,7 @@ class TransformerBlock(keras.layers.Layer):
             or not isinstance(layer_norm_epsilon, (int, float))
             or not layer_norm_epsilon > 0
         ):
-            raise _fail(
+            raise argument_error(
                 self,
                 "layer_norm_epsilon",
                 "must be a positive float",
@@ -293,7 +278,7 @@ class TransformerBlock(keras.layers.Layer):
             )
         for argument, value in (("norm_first", norm_first), ("parallel", parallel)):
             if not isinstance(value, bool):
-                raise _fail(
+                raise argument_error(
                     self, argument, "must be a bool", f"{argument}={value!r}"
                 )
         self.activation = get_activation(self, activation)
@@ -349,14 +334,14 @@ class TransformerBlock(keras.layers.Layer):
     def _check_sequence(self, argument, shape):
         shape = tuple(shape)
         if len(shape) != 3:
-            raise _fail(
+            raise argument_error(
                 self,
                 argument,
                 "must have rank 3: (batch, sequence, features)",
                 f"{argument}.shape={shape}",
             )
         if shape[-1] is None:
-            raise _fail(
+            raise argument_error(
                 self,
                 argument,
                 "must have a known last (feature) dimension",

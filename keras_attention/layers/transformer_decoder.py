@@ -5,10 +5,10 @@ from keras import ops
 from keras.src.backend.common.masking import get_keras_mask
 from keras.src.backend.common.masking import set_keras_mask
 
+from keras_attention.arguments import argument_error
 from keras_attention.layers.transformer_block import AttentionSpec
 from keras_attention.layers.transformer_block import TransformerBlock
 from keras_attention.layers.transformer_block import _call_parameters
-from keras_attention.layers.transformer_block import _fail
 from keras_attention.layers.transformer_block import _serialize_kwargs
 
 
@@ -260,7 +260,7 @@ class TransformerDecoder(TransformerBlock):
             `(batch, 2, source_len, kv_heads, head_dim)`.
         """
         if not self.has_cross_attention:
-            raise _fail(
+            raise argument_error(
                 self,
                 "encoder_sequence",
                 "needs a block with a cross-attention sub-layer (built with "
@@ -276,7 +276,7 @@ class TransformerDecoder(TransformerBlock):
         if "cache" not in _call_parameters(layer) or not hasattr(
             layer, "project_cache"
         ):
-            raise _fail(
+            raise argument_error(
                 self,
                 argument,
                 "needs an attention layer built on `BaseAttention` (its call "
@@ -291,7 +291,7 @@ class TransformerDecoder(TransformerBlock):
         if not self.built:
             return
         if cross_cached and not self.has_cross_attention:
-            raise _fail(
+            raise argument_error(
                 self,
                 "cross_attention_cache",
                 "must not be given: the layer was built without an encoder "
@@ -301,7 +301,7 @@ class TransformerDecoder(TransformerBlock):
         if cross_cached:
             return
         if encoder_sequence is None and self.has_cross_attention:
-            raise _fail(
+            raise argument_error(
                 self,
                 "encoder_sequence",
                 "must be given: the layer was built with an encoder sequence "
@@ -309,7 +309,7 @@ class TransformerDecoder(TransformerBlock):
                 "encoder_sequence=None",
             )
         if encoder_sequence is not None and not self.has_cross_attention:
-            raise _fail(
+            raise argument_error(
                 self,
                 "encoder_sequence",
                 "must not be given: the layer was built without an encoder "
@@ -320,7 +320,7 @@ class TransformerDecoder(TransformerBlock):
         if encoder_sequence is None:
             for argument, value in encoder_arguments:
                 if value is not None:
-                    raise _fail(
+                    raise argument_error(
                         self,
                         argument,
                         "needs an `encoder_sequence`",
@@ -488,14 +488,14 @@ class TransformerDecoder(TransformerBlock):
             ("cross_attention_cache", cross_cache, cross_index),
         ):
             if cache is None and index is not None:
-                raise _fail(
+                raise argument_error(
                     self,
                     f"{argument}_update_index",
                     f"needs a `{argument}`",
                     f"{argument}=None, {argument}_update_index={index!r}",
                 )
         if cross_index is not None and encoder_sequence is None:
-            raise _fail(
+            raise argument_error(
                 self,
                 "encoder_sequence",
                 "must be given to update `cross_attention_cache` (with "

@@ -9,6 +9,7 @@ from keras_attention.models.image_classifier import image_classifier
 from keras_attention.models.audio_classifier import audio_classifier
 from keras_attention.models.question_answering import best_span
 from keras_attention.models.question_answering import compile_question_answering
+from keras_attention.models.question_answering import evaluate_question_answering
 from keras_attention.models.question_answering import exact_match
 from keras_attention.models.question_answering import f1_score
 from keras_attention.models.question_answering import question_answering

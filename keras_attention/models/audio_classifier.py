@@ -2,6 +2,9 @@
 
 import keras
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_choice
+from keras_attention.arguments import check_heads
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.spec_augment import SpecAugment
 from keras_attention.layers.speed_perturbation import SpeedPerturbation
@@ -90,14 +93,14 @@ def audio_classifier(
           https://arxiv.org/abs/2104.01778).
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise common._fail(BUILDER, "num_classes", "must be an int >= 2", f"num_classes={num_classes!r}")
+        raise argument_error(BUILDER, "num_classes", "must be an int >= 2", f"num_classes={num_classes!r}")
     frame_length, frame_step, fft_length, _ = audio_frontend.frame_arguments(
         BUILDER, num_samples, sample_rate, num_mel_bins, frame_length, frame_step
     )
-    common.check_heads(BUILDER, hidden_dim, num_heads)
-    common.check_choice(BUILDER, "pooling", pooling, ("attention", "mean", "first"))
-    common.check_choice(BUILDER, "subsampling", subsampling, (1, 2, 4))
-    common.check_choice(BUILDER, "normalization", normalization, audio_frontend.NORMALIZATIONS)
+    check_heads(BUILDER, hidden_dim, num_heads)
+    check_choice(BUILDER, "pooling", pooling, ("attention", "mean", "first"))
+    check_choice(BUILDER, "subsampling", subsampling, (1, 2, 4))
+    check_choice(BUILDER, "normalization", normalization, audio_frontend.NORMALIZATIONS)
 
     waves = keras.Input((num_samples,), name="waveform")
     x = waves

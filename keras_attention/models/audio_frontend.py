@@ -16,7 +16,8 @@
 import keras
 from keras import ops
 
-from keras_attention.models import common
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
 
 # A logit far enough below 0 that softmax gives it exactly 0 in float32 and
 # that still fits in float16.
@@ -43,15 +44,15 @@ def frame_arguments(builder, num_samples, sample_rate, num_mel_bins, frame_lengt
         mel frames of a `num_samples` waveform (`1 + num_samples //
         frame_step`: the STFT is centred).
     """
-    common.check_positive_int(builder, "num_samples", num_samples)
-    common.check_positive_int(builder, "sample_rate", sample_rate)
-    common.check_positive_int(builder, "num_mel_bins", num_mel_bins)
+    check_positive_int(builder, "num_samples", num_samples)
+    check_positive_int(builder, "sample_rate", sample_rate)
+    check_positive_int(builder, "num_mel_bins", num_mel_bins)
     frame_length = frame_length or max(1, int(0.025 * sample_rate))
     frame_step = frame_step or max(1, int(0.010 * sample_rate))
-    common.check_positive_int(builder, "frame_length", frame_length)
-    common.check_positive_int(builder, "frame_step", frame_step)
+    check_positive_int(builder, "frame_length", frame_length)
+    check_positive_int(builder, "frame_step", frame_step)
     if frame_length > num_samples:
-        raise common._fail(
+        raise argument_error(
             builder,
             "frame_length",
             f"must be at most num_samples={num_samples}",

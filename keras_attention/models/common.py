@@ -17,6 +17,9 @@
 
 import keras
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
 from keras_attention.layers import registry
 from keras_attention.layers.attention_pooling import AttentionPooling
 from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
@@ -26,59 +29,6 @@ from keras_attention.layers.token_and_position_embedding import (
 from keras_attention.layers.transformer_encoder import TransformerEncoder
 
 
-def _fail(builder, argument, expected, received):
-    return ValueError(
-        f"`{builder}`: `{argument}` {expected}. Received: {received}"
-    )
-
-
-def check_positive_int(builder, argument, value, allow_none=False):
-    """Raises unless `value` is a positive int (or `None` if allowed)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _fail(
-            builder,
-            argument,
-            "must be a positive int" + (" or None" if allow_none else ""),
-            f"{argument}={value!r}",
-        )
-
-
-def check_rate(builder, argument, value):
-    """Raises unless `value` is a float in `[0, 1)`."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0 <= value < 1
-    ):
-        raise _fail(
-            builder, argument, "must be a float in [0, 1)", f"{argument}={value!r}"
-        )
-
-
-def check_choice(builder, argument, value, choices):
-    """Raises unless `value` is one of `choices`."""
-    if value not in choices:
-        raise _fail(
-            builder,
-            argument,
-            f"must be one of {list(choices)}",
-            f"{argument}={value!r}",
-        )
-
-
-def check_heads(builder, hidden_dim, num_heads):
-    """Raises unless `num_heads` divides `hidden_dim`."""
-    check_positive_int(builder, "hidden_dim", hidden_dim)
-    check_positive_int(builder, "num_heads", num_heads)
-    if hidden_dim % num_heads:
-        raise _fail(
-            builder,
-            "num_heads",
-            f"must divide hidden_dim={hidden_dim}",
-            f"num_heads={num_heads}",
-        )
 
 
 def attention_arguments(builder, attention, attention_kwargs, sequence_length):
@@ -98,7 +48,7 @@ def attention_arguments(builder, attention, attention_kwargs, sequence_length):
         `(attention, attention_kwargs)` to pass to a transformer block.
     """
     if attention_kwargs is not None and not isinstance(attention_kwargs, dict):
-        raise _fail(
+        raise argument_error(
             builder,
             "attention_kwargs",
             "must be a dict or None",
@@ -107,7 +57,7 @@ def attention_arguments(builder, attention, attention_kwargs, sequence_length):
     kwargs = dict(attention_kwargs or {})
     if isinstance(attention, str):
         if registry.get_class(attention) is None:
-            raise _fail(
+            raise argument_error(
                 builder,
                 "attention",
                 f"must be a registered attention variant, one of "
@@ -291,7 +241,7 @@ def compile_model(
     if ema_momentum is not None and not (
         isinstance(ema_momentum, float) and 0.0 < ema_momentum < 1.0
     ):
-        raise _fail("compile_model", "ema_momentum", "must be a float in (0, 1) or None", f"ema_momentum={ema_momentum!r}")
+        raise argument_error("compile_model", "ema_momentum", "must be a float in (0, 1) or None", f"ema_momentum={ema_momentum!r}")
     optimizer = keras.optimizers.AdamW(
         learning_rate=schedule,
         weight_decay=weight_decay,

@@ -25,6 +25,8 @@ import weakref
 import keras
 from keras import ops
 
+from keras_attention.arguments import argument_error
+
 SAMPLERS = ("greedy", "top_k", "top_p")
 
 # Scores of impossible beams: far below any real log-probability, finite so
@@ -32,16 +34,12 @@ SAMPLERS = ("greedy", "top_k", "top_p")
 _IMPOSSIBLE = -1e9
 
 
-def _fail(function, argument, expected, received):
-    return ValueError(
-        f"`{function}`: `{argument}` {expected}. Received: {received}"
-    )
 
 
 def check_sampler(function, sampler, temperature, top_k, top_p):
     """Raises a clear `ValueError` for bad sampler arguments."""
     if sampler not in SAMPLERS:
-        raise _fail(
+        raise argument_error(
             function, "sampler", f"must be one of {list(SAMPLERS)}", f"sampler={sampler!r}"
         )
     if (
@@ -49,7 +47,7 @@ def check_sampler(function, sampler, temperature, top_k, top_p):
         or not isinstance(temperature, (int, float))
         or not temperature > 0
     ):
-        raise _fail(
+        raise argument_error(
             function,
             "temperature",
             "must be a positive float",
@@ -57,14 +55,14 @@ def check_sampler(function, sampler, temperature, top_k, top_p):
         )
     if sampler == "top_k":
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise _fail(
+            raise argument_error(
                 function,
                 "top_k",
                 "must be a positive int with sampler='top_k'",
                 f"top_k={top_k!r}",
             )
     elif top_k is not None:
-        raise _fail(
+        raise argument_error(
             function, "top_k", "is used by sampler='top_k' only", f"sampler={sampler!r}, top_k={top_k!r}"
         )
     if sampler == "top_p":
@@ -73,14 +71,14 @@ def check_sampler(function, sampler, temperature, top_k, top_p):
             or not isinstance(top_p, (int, float))
             or not 0 < top_p <= 1
         ):
-            raise _fail(
+            raise argument_error(
                 function,
                 "top_p",
                 "must be a float in (0, 1] with sampler='top_p'",
                 f"top_p={top_p!r}",
             )
     elif top_p is not None:
-        raise _fail(
+        raise argument_error(
             function, "top_p", "is used by sampler='top_p' only", f"sampler={sampler!r}, top_p={top_p!r}"
         )
 

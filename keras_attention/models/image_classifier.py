@@ -2,6 +2,10 @@
 
 import keras
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_choice
+from keras_attention.arguments import check_heads
 from keras_attention.layers.cbam import CBAM
 from keras_attention.layers.channel_attention import ChannelAttention
 from keras_attention.layers.class_token import ClassToken
@@ -89,30 +93,30 @@ def image_classifier(
         or len(image_shape) != 3
         or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in image_shape)
     ):
-        raise common._fail(
+        raise argument_error(
             BUILDER, "image_shape", "must be (height, width, channels) positive ints",
             f"image_shape={image_shape!r}",
         )
-    common.check_positive_int(BUILDER, "patch_size", patch_size)
+    check_positive_int(BUILDER, "patch_size", patch_size)
     height, width, _ = image_shape
     if height % patch_size or width % patch_size:
-        raise common._fail(
+        raise argument_error(
             BUILDER, "patch_size", f"must divide the image size {height}x{width}",
             f"patch_size={patch_size}",
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise common._fail(BUILDER, "num_classes", "must be an int >= 2", f"num_classes={num_classes!r}")
-    common.check_heads(BUILDER, hidden_dim, num_heads)
-    common.check_choice(BUILDER, "pooling", pooling, POOLINGS)
-    common.check_choice(BUILDER, "conv_attention", conv_attention, CONV_ATTENTION)
-    common.check_choice(BUILDER, "stem_normalization", stem_normalization, common.CONV_NORMALIZATIONS)
+        raise argument_error(BUILDER, "num_classes", "must be an int >= 2", f"num_classes={num_classes!r}")
+    check_heads(BUILDER, hidden_dim, num_heads)
+    check_choice(BUILDER, "pooling", pooling, POOLINGS)
+    check_choice(BUILDER, "conv_attention", conv_attention, CONV_ATTENTION)
+    check_choice(BUILDER, "stem_normalization", stem_normalization, common.CONV_NORMALIZATIONS)
     if conv_stem and patch_size % 2:
-        raise common._fail(
+        raise argument_error(
             BUILDER, "patch_size", "must be even with conv_stem=True (the stem halves the resolution)",
             f"patch_size={patch_size}",
         )
     if conv_attention is not None and not conv_stem:
-        raise common._fail(
+        raise argument_error(
             BUILDER, "conv_attention", "needs conv_stem=True", f"conv_attention={conv_attention!r}"
         )
 

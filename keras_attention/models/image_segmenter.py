@@ -2,6 +2,11 @@
 
 import keras
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
+from keras_attention.arguments import check_choice
+from keras_attention.arguments import check_heads
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.models import common
 
@@ -117,31 +122,31 @@ def image_segmenter(
         or len(image_size) != 2
         or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in image_size)
     ):
-        raise common._fail(
+        raise argument_error(
             BUILDER, "image_size", "must be a positive int or (height, width) positive ints",
             f"image_size={image_size!r}",
         )
-    common.check_positive_int(BUILDER, "channels", channels)
-    common.check_positive_int(BUILDER, "patch_size", patch_size)
+    check_positive_int(BUILDER, "channels", channels)
+    check_positive_int(BUILDER, "patch_size", patch_size)
     if patch_size < 2 or patch_size & (patch_size - 1):
-        raise common._fail(
+        raise argument_error(
             BUILDER, "patch_size", "must be a power of two >= 2", f"patch_size={patch_size}"
         )
     height, width = image_size
     if height % patch_size or width % patch_size:
-        raise common._fail(
+        raise argument_error(
             BUILDER, "image_size", f"must be divisible by patch_size={patch_size}",
             f"image_size={tuple(image_size)!r}",
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise common._fail(BUILDER, "num_classes", "must be an int >= 2", f"num_classes={num_classes!r}")
-    common.check_heads(BUILDER, hidden_dim, num_heads)
-    common.check_positive_int(BUILDER, "intermediate_dim", intermediate_dim, allow_none=True)
-    common.check_positive_int(BUILDER, "decoder_dim", decoder_dim, allow_none=True)
-    common.check_rate(BUILDER, "dropout", dropout)
-    common.check_choice(BUILDER, "upsampling", upsampling, UPSAMPLINGS)
-    common.check_choice(BUILDER, "normalization", normalization, common.CONV_NORMALIZATIONS)
-    common.check_choice(BUILDER, "attention_gates", attention_gates, (True, False))
+        raise argument_error(BUILDER, "num_classes", "must be an int >= 2", f"num_classes={num_classes!r}")
+    check_heads(BUILDER, hidden_dim, num_heads)
+    check_positive_int(BUILDER, "intermediate_dim", intermediate_dim, allow_none=True)
+    check_positive_int(BUILDER, "decoder_dim", decoder_dim, allow_none=True)
+    check_rate(BUILDER, "dropout", dropout)
+    check_choice(BUILDER, "upsampling", upsampling, UPSAMPLINGS)
+    check_choice(BUILDER, "normalization", normalization, common.CONV_NORMALIZATIONS)
+    check_choice(BUILDER, "attention_gates", attention_gates, (True, False))
     decoder_dim = decoder_dim or max(hidden_dim // 2, num_classes)
     levels = patch_size.bit_length() - 1  # stride-2 steps down to the tokens
     grid = (height // patch_size, width // patch_size)

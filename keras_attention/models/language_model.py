@@ -3,6 +3,11 @@
 import keras
 from keras import ops
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
+from keras_attention.arguments import check_choice
+from keras_attention.arguments import check_heads
 from keras_attention.layers.transformer_decoder import TransformerDecoder
 from keras_attention.models import common
 from keras_attention.models import generation
@@ -79,15 +84,15 @@ def language_model(
         - [Radford et al., 2019, "Language Models are Unsupervised Multitask
           Learners"](https://openai.com/research/better-language-models).
     """
-    common.check_positive_int(BUILDER, "vocabulary_size", vocabulary_size)
-    common.check_positive_int(BUILDER, "sequence_length", sequence_length)
-    common.check_heads(BUILDER, hidden_dim, num_heads)
-    common.check_positive_int(BUILDER, "num_layers", num_layers)
-    common.check_positive_int(
+    check_positive_int(BUILDER, "vocabulary_size", vocabulary_size)
+    check_positive_int(BUILDER, "sequence_length", sequence_length)
+    check_heads(BUILDER, hidden_dim, num_heads)
+    check_positive_int(BUILDER, "num_layers", num_layers)
+    check_positive_int(
         BUILDER, "intermediate_dim", intermediate_dim, allow_none=True
     )
-    common.check_rate(BUILDER, "dropout", dropout)
-    common.check_choice(BUILDER, "position", position, ("learned", "sinusoidal"))
+    check_rate(BUILDER, "dropout", dropout)
+    check_choice(BUILDER, "position", position, ("learned", "sinusoidal"))
     attention, attention_kwargs = common.attention_arguments(
         BUILDER, attention, attention_kwargs, sequence_length
     )
@@ -168,7 +173,7 @@ def _check_causal(builder, block, attention, shape):
 
 
 def _not_causal(builder, attention, error):
-    return common._fail(
+    return argument_error(
         builder,
         "attention",
         f"must support causal self-attention ({error})",
@@ -316,15 +321,15 @@ def language_model_step(model, function="generate"):
 def _check_prompt(function, prompt_ids, limit, max_new_tokens, limit_name):
     shape = tuple(prompt_ids.shape)
     if len(shape) != 2 or shape[1] is None or shape[1] < 1:
-        raise generation._fail(
+        raise argument_error(
             function,
             "prompt_ids",
             "must have shape (batch, prompt_length) with prompt_length >= 1",
             f"prompt_ids.shape={shape}",
         )
-    common.check_positive_int(function, "max_new_tokens", max_new_tokens)
+    check_positive_int(function, "max_new_tokens", max_new_tokens)
     if shape[1] + max_new_tokens > limit + 1:
-        raise generation._fail(
+        raise argument_error(
             function,
             "max_new_tokens",
             f"plus the prompt length ({shape[1]}) must be at most "
@@ -472,7 +477,7 @@ def export_generator(
     import tensorflow as tf
 
     if isinstance(prompt_length, bool) or not isinstance(prompt_length, int) or prompt_length < 1:
-        raise generation._fail(
+        raise argument_error(
             "export_generator", "prompt_length", "must be a positive int", f"prompt_length={prompt_length!r}"
         )
     spec = keras.KerasTensor((None, prompt_length), "int32")

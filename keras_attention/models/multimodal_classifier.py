@@ -2,6 +2,11 @@
 
 import keras
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
+from keras_attention.arguments import check_choice
+from keras_attention.arguments import check_heads
 from keras_attention.layers import registry
 from keras_attention.layers.attention_pooling import AttentionPooling
 from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
@@ -25,7 +30,7 @@ def _image_size(image_size):
         or len(image_size) != 2
         or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in image_size)
     ):
-        raise common._fail(
+        raise argument_error(
             BUILDER, "image_size", "must be a positive int or (height, width)", f"image_size={image_size!r}"
         )
     return tuple(image_size)
@@ -121,24 +126,24 @@ def multimodal_classifier(
           https://arxiv.org/abs/2010.11929) (the image encoder).
     """
     height, width = _image_size(image_size)
-    common.check_positive_int(BUILDER, "channels", channels)
-    common.check_positive_int(BUILDER, "patch_size", patch_size)
+    check_positive_int(BUILDER, "channels", channels)
+    check_positive_int(BUILDER, "patch_size", patch_size)
     if height % patch_size or width % patch_size:
-        raise common._fail(
+        raise argument_error(
             BUILDER, "patch_size", f"must divide the image size {height}x{width}", f"patch_size={patch_size}"
         )
-    common.check_positive_int(BUILDER, "sequence_length", sequence_length)
-    common.check_positive_int(BUILDER, "vocabulary_size", vocabulary_size)
+    check_positive_int(BUILDER, "sequence_length", sequence_length)
+    check_positive_int(BUILDER, "vocabulary_size", vocabulary_size)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise common._fail(BUILDER, "num_classes", "must be an int >= 2", f"num_classes={num_classes!r}")
-    common.check_heads(BUILDER, hidden_dim, num_heads)
-    common.check_positive_int(BUILDER, "num_layers", num_layers)
-    common.check_positive_int(BUILDER, "num_fusion_layers", num_fusion_layers)
-    common.check_choice(BUILDER, "fusion", fusion, FUSIONS)
-    common.check_choice(BUILDER, "pooling", pooling, POOLINGS)
-    common.check_rate(BUILDER, "dropout", dropout)
+        raise argument_error(BUILDER, "num_classes", "must be an int >= 2", f"num_classes={num_classes!r}")
+    check_heads(BUILDER, hidden_dim, num_heads)
+    check_positive_int(BUILDER, "num_layers", num_layers)
+    check_positive_int(BUILDER, "num_fusion_layers", num_fusion_layers)
+    check_choice(BUILDER, "fusion", fusion, FUSIONS)
+    check_choice(BUILDER, "pooling", pooling, POOLINGS)
+    check_rate(BUILDER, "dropout", dropout)
     if not isinstance(attention, str) or registry.get_class(attention) is None:
-        raise common._fail(
+        raise argument_error(
             BUILDER,
             "attention",
             f"must be a registered attention variant, one of {registry.available()}",
@@ -146,7 +151,7 @@ def multimodal_classifier(
         )
     common.attention_arguments(BUILDER, attention, attention_kwargs, None)
     intermediate_dim = intermediate_dim or 2 * hidden_dim
-    common.check_positive_int(BUILDER, "intermediate_dim", intermediate_dim)
+    check_positive_int(BUILDER, "intermediate_dim", intermediate_dim)
     patches = (height // patch_size) * (width // patch_size)
     encoder = dict(
         builder=BUILDER,

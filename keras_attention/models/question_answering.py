@@ -13,6 +13,9 @@ import string
 import keras
 from keras import ops
 
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
+from keras_attention.arguments import check_heads
 from keras_attention.layers.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
@@ -100,13 +103,13 @@ def question_answering(
         - [Devlin et al., 2019, "BERT", section 4.2 (SQuAD v1.1)](
           https://arxiv.org/abs/1810.04805)
     """
-    common.check_positive_int(BUILDER, "vocabulary_size", vocabulary_size)
-    common.check_positive_int(BUILDER, "sequence_length", sequence_length)
-    common.check_heads(BUILDER, hidden_dim, num_heads)
-    common.check_rate(BUILDER, "dropout", dropout)
+    check_positive_int(BUILDER, "vocabulary_size", vocabulary_size)
+    check_positive_int(BUILDER, "sequence_length", sequence_length)
+    check_heads(BUILDER, hidden_dim, num_heads)
+    check_rate(BUILDER, "dropout", dropout)
     if embedding_dropout is None:
         embedding_dropout = dropout
-    common.check_rate(BUILDER, "embedding_dropout", embedding_dropout)
+    check_rate(BUILDER, "embedding_dropout", embedding_dropout)
     intermediate_dim = intermediate_dim or 4 * hidden_dim
 
     token_ids = keras.Input((sequence_length,), dtype="int32", name="token_ids")
@@ -303,3 +306,39 @@ def squad_scores(predictions, references):
         "exact_match": sum(map(exact_match, predictions, references)) / n,
         "f1": sum(map(f1_score, predictions, references)) / n,
     }
+
+
+def evaluate_question_answering(model, data, max_answer_length=30, batch_size=64):
+    """SQuAD exact match and F1 of a span model on `data`'s validation split.
+
+    Every validation example counts (also those whose answer the window
+    cut off). The predicted span is `best_span` of the model's logits,
+    mapped back to the context text.
+
+    Args:
+        model: a model taking `[token_ids, segment_ids]` and returning
+            `[start_logits, end_logits]`.
+        data: a `QuestionAnsweringData` (or its `validation_examples` dict).
+        max_answer_length: int, the longest answer in tokens.
+        batch_size: prediction batch size.
+
+    Returns:
+        `{"exact_match": float, "f1": float, "examples": int}` (fractions).
+    """
+    from keras_attention.data.question_answering import span_text
+
+    examples = getattr(data, "validation_examples", data)
+    if examples is None:
+        raise ValueError("`evaluate_question_answering`: `data` has no validation split")
+    start_logits, end_logits = model.predict(
+        [examples["token_ids"], examples["segment_ids"]], batch_size=batch_size, verbose=0
+    )
+    start, end, _ = best_span(start_logits, end_logits, max_answer_length)
+    start, end = ops.convert_to_numpy(start), ops.convert_to_numpy(end)
+    predictions = [
+        span_text(context, offsets, s, e)
+        for context, offsets, s, e in zip(examples["contexts"], examples["offsets"], start, end)
+    ]
+    scores = squad_scores(predictions, examples["answers"])
+    scores["examples"] = len(predictions)
+    return scores

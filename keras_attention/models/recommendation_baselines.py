@@ -4,7 +4,7 @@ factorisation."""
 import keras
 import numpy as np
 
-from keras_attention.models import common
+from keras_attention.arguments import check_positive_int
 
 BUILDER = "matrix_factorization"
 
@@ -44,7 +44,7 @@ def matrix_factorization(num_users, num_items, dim=32, l2=1e-5, name=BUILDER):
         `(batch, num_items + 1)`.
     """
     for argument, value in (("num_users", num_users), ("num_items", num_items), ("dim", dim)):
-        common.check_positive_int(BUILDER, argument, value)
+        check_positive_int(BUILDER, argument, value)
     user = keras.Input((), dtype="int32", name="user")
     regularizer = keras.regularizers.L2(l2) if l2 else None
     p = keras.layers.Embedding(num_users, dim, embeddings_regularizer=regularizer, name="user_factors")(user)

@@ -6,6 +6,11 @@ import math
 import keras
 from keras import ops
 
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_choice
+from keras_attention.arguments import check_heads
 from keras_attention.models import common
 from keras_attention.models import generation
 from keras_attention.models.language_model import TokenAccuracy
@@ -107,16 +112,16 @@ def seq2seq(
         ("target_length", target_length),
         ("num_layers", num_layers),
     ):
-        common.check_positive_int(BUILDER, argument, value)
-    common.check_positive_int(
+        check_positive_int(BUILDER, argument, value)
+    check_positive_int(
         BUILDER, "num_decoder_layers", num_decoder_layers, allow_none=True
     )
-    common.check_positive_int(
+    check_positive_int(
         BUILDER, "intermediate_dim", intermediate_dim, allow_none=True
     )
-    common.check_heads(BUILDER, hidden_dim, num_heads)
-    common.check_rate(BUILDER, "dropout", dropout)
-    common.check_choice(BUILDER, "position", position, ("learned", "sinusoidal"))
+    check_heads(BUILDER, hidden_dim, num_heads)
+    check_rate(BUILDER, "dropout", dropout)
+    check_choice(BUILDER, "position", position, ("learned", "sinusoidal"))
     intermediate_dim = intermediate_dim or 4 * hidden_dim
     if decoder_attention is None:
         decoder_attention, decoder_attention_kwargs = attention, attention_kwargs
@@ -321,32 +326,32 @@ def _translate_function(
 
 
 def _check_decoding(function, model, beam_size, length_penalty, start_token_id, end_token_id, use_cache, max_length):
-    common.check_positive_int(function, "beam_size", beam_size)
+    check_positive_int(function, "beam_size", beam_size)
     vocabulary = _layer(model, "logits", function, BUILDER).units
     if beam_size > vocabulary:
-        raise generation._fail(
+        raise argument_error(
             function, "beam_size", f"must be at most the vocabulary size ({vocabulary})", f"beam_size={beam_size}"
         )
     if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) or length_penalty < 0:
-        raise generation._fail(
+        raise argument_error(
             function, "length_penalty", "must be a float >= 0", f"length_penalty={length_penalty!r}"
         )
     for argument, value in (("start_token_id", start_token_id), ("end_token_id", end_token_id)):
         if value is None and argument == "end_token_id":
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < vocabulary:
-            raise generation._fail(
+            raise argument_error(
                 function, argument, f"must be a token id in [1, {vocabulary})", f"{argument}={value!r}"
             )
     if beam_size > 1 and not use_cache:
-        raise generation._fail(
+        raise argument_error(
             function, "use_cache", "must be True for beam search", "use_cache=False, beam_size>1"
         )
     target_length = _layer(model, "target_embedding", function, BUILDER).sequence_length
-    common.check_positive_int(function, "max_length", max_length, allow_none=True)
+    check_positive_int(function, "max_length", max_length, allow_none=True)
     length = target_length if max_length is None else max_length
     if length > target_length:
-        raise generation._fail(
+        raise argument_error(
             function,
             "max_length",
             f"must be at most target_length = {target_length}",

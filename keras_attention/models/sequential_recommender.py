@@ -3,6 +3,10 @@
 import keras
 from keras import ops
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
+from keras_attention.arguments import check_heads
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.target_attention import TargetAttention
 from keras_attention.models import common
@@ -82,15 +86,15 @@ def sequential_recommender(
         - [Zhou et al., 2018. Deep Interest Network](
           https://arxiv.org/abs/1706.06978)
     """
-    common.check_positive_int(BUILDER, "num_items", num_items)
-    common.check_positive_int(BUILDER, "sequence_length", sequence_length)
-    common.check_positive_int(BUILDER, "hidden_dim", hidden_dim)
-    common.check_heads(BUILDER, hidden_dim, num_heads)
-    common.check_rate(BUILDER, "dropout", dropout)
+    check_positive_int(BUILDER, "num_items", num_items)
+    check_positive_int(BUILDER, "sequence_length", sequence_length)
+    check_positive_int(BUILDER, "hidden_dim", hidden_dim)
+    check_heads(BUILDER, hidden_dim, num_heads)
+    check_rate(BUILDER, "dropout", dropout)
     if isinstance(rating_units, int) or not isinstance(rating_units, (list, tuple)):
-        raise common._fail(BUILDER, "rating_units", "must be a tuple of positive ints", f"rating_units={rating_units!r}")
+        raise argument_error(BUILDER, "rating_units", "must be a tuple of positive ints", f"rating_units={rating_units!r}")
     for units in rating_units:
-        common.check_positive_int(BUILDER, "rating_units", units)
+        check_positive_int(BUILDER, "rating_units", units)
     intermediate_dim = intermediate_dim or 2 * hidden_dim
 
     history = keras.Input((sequence_length,), dtype="int32", name="history")
@@ -160,7 +164,7 @@ def compile_sequential_recommender(
         The compiled model.
     """
     if not isinstance(rating_weight, (int, float)) or rating_weight < 0:
-        raise common._fail("compile_sequential_recommender", "rating_weight", "must be a float >= 0", f"rating_weight={rating_weight!r}")
+        raise argument_error("compile_sequential_recommender", "rating_weight", "must be a float >= 0", f"rating_weight={rating_weight!r}")
     return common.compile_model(
         model,
         loss={

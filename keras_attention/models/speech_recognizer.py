@@ -11,7 +11,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_attention.data.speech import CharacterVocabulary  # noqa: F401 (re-exported)
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
+from keras_attention.arguments import check_choice
+from keras_attention.arguments import check_heads
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.spec_augment import SpecAugment
 from keras_attention.models import audio_frontend
@@ -120,11 +123,11 @@ def speech_recognizer(
     frame_length, frame_step, fft_length, mel_frames = audio_frontend.frame_arguments(
         BUILDER, num_samples, sample_rate, num_mel_bins, frame_length, frame_step
     )
-    common.check_positive_int(BUILDER, "vocabulary_size", vocabulary_size)
-    common.check_choice(BUILDER, "subsampling", subsampling, SUBSAMPLING)
-    common.check_positive_int(BUILDER, "conv_channels", conv_channels, allow_none=True)
-    common.check_heads(BUILDER, hidden_dim, num_heads)
-    common.check_rate(BUILDER, "dropout", dropout)
+    check_positive_int(BUILDER, "vocabulary_size", vocabulary_size)
+    check_choice(BUILDER, "subsampling", subsampling, SUBSAMPLING)
+    check_positive_int(BUILDER, "conv_channels", conv_channels, allow_none=True)
+    check_heads(BUILDER, hidden_dim, num_heads)
+    check_rate(BUILDER, "dropout", dropout)
     strides = (2,) * (subsampling.bit_length() - 1)
     frames = output_frames(num_samples, frame_step, subsampling)
 
@@ -409,3 +412,14 @@ def compile_speech_recognizer(model, learning_rate=1e-3, **kwargs):
         The compiled model.
     """
     return common.compile_model(model, loss=CTCLoss(), learning_rate=learning_rate, **kwargs)
+
+
+def __getattr__(name):
+    # `CharacterVocabulary` lives with the speech pipeline; it was reachable
+    # here too, and stays so without importing the pipelines (and
+    # tensorflow-datasets) with the models.
+    if name == "CharacterVocabulary":
+        from keras_attention.data.speech import CharacterVocabulary
+
+        return CharacterVocabulary
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,6 +2,11 @@
 
 import keras
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
+from keras_attention.arguments import check_choice
+from keras_attention.arguments import check_heads
 from keras_attention.models import common
 from keras_attention.models.raw_input_model import RawInputModel
 
@@ -74,17 +79,17 @@ def text_classifier(
     logits = model.predict(np.ones((4, 32), "int32"), verbose=0)  # (4, 2)
     ```
     """
-    common.check_positive_int(BUILDER, "vocabulary_size", vocabulary_size)
-    common.check_positive_int(BUILDER, "sequence_length", sequence_length)
+    check_positive_int(BUILDER, "vocabulary_size", vocabulary_size)
+    check_positive_int(BUILDER, "sequence_length", sequence_length)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise common._fail(
+        raise argument_error(
             BUILDER, "num_classes", "must be an int >= 2", f"num_classes={num_classes!r}"
         )
-    common.check_heads(BUILDER, hidden_dim, num_heads)
-    common.check_choice(BUILDER, "pooling", pooling, POOLINGS)
+    check_heads(BUILDER, hidden_dim, num_heads)
+    check_choice(BUILDER, "pooling", pooling, POOLINGS)
     if embedding_dropout is None:
         embedding_dropout = dropout
-    common.check_rate(BUILDER, "embedding_dropout", embedding_dropout)
+    check_rate(BUILDER, "embedding_dropout", embedding_dropout)
     intermediate_dim = intermediate_dim or 4 * hidden_dim
 
     tokens = keras.Input((sequence_length,), dtype="int32", name="tokens")

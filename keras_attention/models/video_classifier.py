@@ -3,11 +3,17 @@
 import keras
 from keras import ops
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
+from keras_attention.arguments import check_choice
+from keras_attention.arguments import check_heads
 from keras_attention.layers.attention_pooling import AttentionPooling
 from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.spatiotemporal_attention import SpatioTemporalAttention
 from keras_attention.models import common
+from keras_attention.models.text_classifier import compile_classifier
 
 BUILDER = "video_classifier"
 MODES = ("factorized", "joint", "divided")
@@ -24,7 +30,7 @@ def _check_sizes(argument, value, rank):
         or len(value) != rank
         or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value)
     ):
-        raise common._fail(
+        raise argument_error(
             BUILDER, argument, f"must be a positive int or a tuple of {rank} positive ints",
             f"{argument}={value!r}",
         )
@@ -157,32 +163,32 @@ def video_classifier(
           for Video Understanding?"](https://arxiv.org/abs/2102.05095)
           (divided space-time attention).
     """
-    common.check_positive_int(BUILDER, "frames", frames)
+    check_positive_int(BUILDER, "frames", frames)
     height, width = _check_sizes("image_size", image_size, 2)
-    common.check_positive_int(BUILDER, "channels", channels)
+    check_positive_int(BUILDER, "channels", channels)
     tubelet = _check_sizes("tubelet_size", tubelet_size, 3)
     if frames % tubelet[0]:
-        raise common._fail(
+        raise argument_error(
             BUILDER, "frames", f"must be divisible by the tubelet's frames tubelet_size[0]={tubelet[0]}",
             f"frames={frames}",
         )
     if height % tubelet[1] or width % tubelet[2]:
-        raise common._fail(
+        raise argument_error(
             BUILDER, "image_size",
             f"must be divisible by the tubelet's spatial size {tubelet[1]}x{tubelet[2]}",
             f"image_size={image_size!r}",
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise common._fail(BUILDER, "num_classes", "must be an int >= 2", f"num_classes={num_classes!r}")
-    common.check_heads(BUILDER, hidden_dim, num_heads)
-    common.check_positive_int(BUILDER, "num_layers", num_layers)
-    common.check_positive_int(BUILDER, "intermediate_dim", intermediate_dim, allow_none=True)
-    common.check_rate(BUILDER, "dropout", dropout)
-    common.check_choice(BUILDER, "mode", mode, MODES)
-    common.check_choice(BUILDER, "pooling", pooling, POOLINGS)
-    common.check_choice(BUILDER, "input_dtype", input_dtype, INPUT_DTYPES)
+        raise argument_error(BUILDER, "num_classes", "must be an int >= 2", f"num_classes={num_classes!r}")
+    check_heads(BUILDER, hidden_dim, num_heads)
+    check_positive_int(BUILDER, "num_layers", num_layers)
+    check_positive_int(BUILDER, "intermediate_dim", intermediate_dim, allow_none=True)
+    check_rate(BUILDER, "dropout", dropout)
+    check_choice(BUILDER, "mode", mode, MODES)
+    check_choice(BUILDER, "pooling", pooling, POOLINGS)
+    check_choice(BUILDER, "input_dtype", input_dtype, INPUT_DTYPES)
     if rescale is not None and (isinstance(rescale, bool) or not isinstance(rescale, (int, float))):
-        raise common._fail(BUILDER, "rescale", "must be a float or None", f"rescale={rescale!r}")
+        raise argument_error(BUILDER, "rescale", "must be a float or None", f"rescale={rescale!r}")
     if mode != "factorized":
         for argument, value in (
             ("temporal_layers", temporal_layers),
@@ -190,18 +196,18 @@ def video_classifier(
             ("temporal_attention_kwargs", temporal_attention_kwargs),
         ):
             if value is not None:
-                raise common._fail(
+                raise argument_error(
                     BUILDER, argument, "is only used with mode='factorized'",
                     f"{argument}={value!r} with mode={mode!r}",
                 )
         if not isinstance(attention, str):
-            raise common._fail(
+            raise argument_error(
                 BUILDER, "attention",
                 f"must be a registered attention name with mode={mode!r} (the inner "
                 f"variant of SpatioTemporalAttention)",
                 f"attention={attention!r}",
             )
-    common.check_positive_int(BUILDER, "temporal_layers", temporal_layers, allow_none=True)
+    check_positive_int(BUILDER, "temporal_layers", temporal_layers, allow_none=True)
     intermediate_dim = intermediate_dim or 2 * hidden_dim
     steps = frames // tubelet[0]
     tokens = (height // tubelet[1]) * (width // tubelet[2])
@@ -293,10 +299,4 @@ def compile_video_classifier(model, learning_rate=1e-3, **kwargs):
     compile_video_classifier(model, warmup_steps=100, decay_steps=1000)
     ```
     """
-    return common.compile_model(
-        model,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        learning_rate=learning_rate,
-        **kwargs,
-    )
+    return compile_classifier(model, learning_rate=learning_rate, **kwargs)

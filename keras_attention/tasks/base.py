@@ -211,8 +211,9 @@ class ClassificationTask(Task):
         return {key: options[key] for key in keys}
 
     def compile(self, model, data, options):
-        """Compiles `model` for the run's schedule; returns it."""
-        from keras_attention.models import compile_classifier
+        """Compiles `model` with the task's `loss()` and `metrics()` for the
+        run's schedule (AdamW, warm-up then cosine decay, XLA); returns it."""
+        from keras_attention.models import compile_model
 
         steps = options["steps"] or data.info["train_batches"]
         if steps < 1:
@@ -221,8 +222,10 @@ class ClassificationTask(Task):
                 "unknown, so the learning-rate schedule cannot be set; give "
                 "`steps` (steps per epoch)"
             )
-        return compile_classifier(
+        return compile_model(
             model,
+            loss=self.loss(),
+            metrics=self.metrics(),
             learning_rate=options["learning_rate"],
             warmup_steps=options["warmup_steps"],
             decay_steps=max(1, steps * options["epochs"] - options["warmup_steps"]),

@@ -20,7 +20,11 @@ import os
 import shutil
 import tempfile
 
-from keras_attention.cli.options import UsageError
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be written safely (e.g. a link inside it);
+    the message says what to do."""
+
 
 ARTEFACTS = (
     "model.keras",
@@ -88,11 +92,11 @@ def replace(source, target):
 
 
 def refuse_links(folder, names, command):
-    """Raises `UsageError` when one of `folder/name` is a symbolic link."""
+    """Raises `RunFolderError` when one of `folder/name` is a symbolic link."""
     for name in names:
         path = os.path.join(folder, name)
         if os.path.islink(path):
-            raise UsageError(
+            raise RunFolderError(
                 f"{path!r} is a symbolic link (to {os.readlink(path)!r}); "
                 f"`keras-attention {command}` never writes through links in a "
                 "run folder. Remove the link or choose another --output."

@@ -25,6 +25,7 @@ name that records it (e.g. `num_key_value_heads|num_heads=4`).
 import contextlib
 import dataclasses
 
+from keras_attention.arguments import argument_error
 from keras_attention.layers import registry
 
 _NAME = "hypermodel"
@@ -44,51 +45,29 @@ CANDIDATES = {
 }
 LEARNING_RATE_RANGE = (1e-4, 1e-2)
 KEY_VALUE_HEADS = [1, 2, 4, 8]
-LENGTHS = [8, 16, 32, 64]
-
-# Per variant: its own arguments, `name -> (candidates, default)`. A
-# callable `candidates(length)` returns the values valid at that sequence
-# length; a callable default `default(length)` likewise.
-_NONE = "none"  # keras_tuner choices take no None
+# Each variant's own arguments come from its class (`search_space`, a dict
+# of `keras_attention.layers.registry.Tunable`): adding a variant adds its
+# space. keras-tuner choices take no None: it is searched as "none".
+_NONE = "none"
 
 
-def _fitting(length):
-    values = [v for v in LENGTHS if length is None or v <= length]
-    return values or [max(1, length)]
+def variant_space(variant):
+    """The `Tunable` arguments of registered variant `variant` (`{}` if none)."""
+    return dict(getattr(registry.get_class(variant), "search_space", None) or {})
 
 
-def _largest(length):
-    return min(64, length) if length else 64
+def _all_variant_arguments():
+    names = set()
+    for variant in registry.available():
+        names.update(variant_space(variant))
+    return names
 
-
-VARIANT_ARGUMENTS = {
-    "multi_head": {"position_encoding": ([_NONE, "rope"], _NONE)},
-    "regional": {"window_size": (_fitting, _largest)},
-    "linear": {"feature_map": (["elu", "relu", "favor"], "elu")},
-    "low_rank": {
-        "rank": (_fitting, _largest),
-        "share_kv_projection": ([False, True], False),
-    },
-    "sparse": {
-        "pattern": (["bigbird", "strided", "topk"], "bigbird"),
-    },
-    "dynamic": {"talking_heads": ([True, False], True)},
-}
-# The `"sparse"` arguments that depend on its `pattern`: `name -> (patterns,
-# candidates, default)` (nested conditions: variant, then pattern).
-PATTERN_ARGUMENTS = {
-    "block_size": (["bigbird", "strided"], _fitting, _largest),
-    "num_window_blocks": (["bigbird"], [1, 3], 3),
-    "top_k": (["topk"], _fitting, lambda length: min(32, length or 32)),
-}
 
 SHARED = ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", "dropout")
 TRAINING = ("learning_rate", "schedule")
 SPACE_ARGUMENTS = ("attention", "num_key_value_heads") + SHARED + TRAINING
 
 
-def _fail(argument, expected, received):
-    return ValueError(f"`{_NAME}`: `{argument}` {expected}. Received: {received}")
 
 
 def _is_hyperparameter(value):
@@ -168,25 +147,23 @@ class SearchSpace:
 
     # ------------------------------------------------------------------
     def _check_arguments(self):
-        variant_keys = set()
-        for spec in VARIANT_ARGUMENTS.values():
-            variant_keys.update(spec)
-        variant_keys.update(PATTERN_ARGUMENTS)
-        known = set(SPACE_ARGUMENTS) | variant_keys | set(self.defaults)
+        known = set(SPACE_ARGUMENTS) | _all_variant_arguments() | set(self.defaults)
         for key, value in self.arguments.items():
             if key not in known:
-                raise _fail(
+                raise argument_error(
+                    _NAME,
                     key,
                     f"is not an argument of the search space or a task option; "
                     f"expected one of {sorted(known)}",
                     f"{key}={value!r}",
                 )
             if isinstance(value, (list, tuple)) and not value:
-                raise _fail(key, "must not be an empty list", f"{key}={value!r}")
+                raise argument_error(_NAME, key, "must not be an empty list", f"{key}={value!r}")
             if key in ("epochs", "steps", "batch_size") and (
                 isinstance(value, (list, tuple)) or _is_hyperparameter(value)
             ):
-                raise _fail(
+                raise argument_error(
+                    _NAME,
                     key,
                     "must be a fixed value: the data and the trial budget are "
                     "set once per search",
@@ -194,7 +171,8 @@ class SearchSpace:
                 )
         for variant in self._values_of("attention", self._attention_candidates()):
             if registry.get_class(variant) is None:
-                raise _fail(
+                raise argument_error(
+                    _NAME,
                     "attention",
                     f"must name registered attention variants, some of "
                     f"{registry.available()}",
@@ -206,13 +184,15 @@ class SearchSpace:
             # The caller's widths must each have a head count.
             for width in hidden:
                 if not any(width % n == 0 for n in heads):
-                    raise _fail(
+                    raise argument_error(
+                        _NAME,
                         "num_heads",
                         f"must divide hidden_dim={width} for some choice",
                         f"num_heads={heads}",
                     )
         elif not any(h % n == 0 for h in hidden for n in heads):
-            raise _fail(
+            raise argument_error(
+                _NAME,
                 "num_heads",
                 f"must divide some hidden_dim in {hidden}",
                 f"num_heads={heads}",
@@ -261,7 +241,8 @@ class SearchSpace:
             return self._register(hp, name, given, valid)
         else:
             if valid is not None and not valid(given):
-                raise _fail(
+                raise argument_error(
+                    _NAME,
                     name,
                     "is not valid with the other arguments of this "
                     "configuration",
@@ -271,7 +252,8 @@ class SearchSpace:
         if valid is not None:
             values = [v for v in values if valid(v)]
             if not values:
-                raise _fail(
+                raise argument_error(
+                    _NAME,
                     name,
                     "has no value valid with the other arguments of this "
                     "configuration",
@@ -293,7 +275,8 @@ class SearchSpace:
         if kind == "Choice" and valid is not None:
             config["values"] = [v for v in config["values"] if valid(v)]
             if not config["values"]:
-                raise _fail(
+                raise argument_error(
+                    _NAME,
                     name,
                     "has no value valid with the other arguments of this "
                     "configuration",
@@ -304,7 +287,8 @@ class SearchSpace:
         value = getattr(hp, kind)(**config)
         self._registered[name] = config["name"]
         if valid is not None and value is not None and not valid(value):
-            raise _fail(
+            raise argument_error(
+                _NAME,
                 name,
                 "drew a value that is not valid with the other arguments",
                 f"{name}={value!r}",
@@ -414,24 +398,23 @@ class SearchSpace:
         if kv is not None and kv != num_heads:
             kwargs["num_key_value_heads"] = kv
         for variant in variants:
-            spec = VARIANT_ARGUMENTS.get(variant, {})
-            if not spec:
+            space = variant_space(variant)
+            if not space:
                 continue
             with self._scope(hp, "attention", [variant]):
                 if attention != variant:
                     continue
-                kwargs.update(self._variant_arguments(hp, spec, length))
-                if variant != "sparse":
-                    continue
-                pattern = kwargs["pattern"]
-                for name, (patterns, candidates, default) in PATTERN_ARGUMENTS.items():
-                    with self._scope(hp, "pattern", patterns):
-                        if pattern in patterns:
-                            kwargs.update(
-                                self._variant_arguments(
-                                    hp, {name: (candidates, default)}, length
-                                )
-                            )
+                plain = {k: t for k, t in space.items() if t.when is None}
+                kwargs.update(self._variant_arguments(hp, plain, length))
+                # Arguments that depend on another of the variant's (nested
+                # conditions: variant, then that argument).
+                for name, tunable in space.items():
+                    if tunable.when is None:
+                        continue
+                    parent, values = tunable.when
+                    with self._scope(hp, parent, values):
+                        if kwargs.get(parent) in values:
+                            kwargs.update(self._variant_arguments(hp, {name: tunable}, length))
         if kwargs.get("position_encoding") == _NONE:
             del kwargs["position_encoding"]
         return Configuration(attention, kwargs, options)
@@ -472,15 +455,14 @@ class SearchSpace:
                 break
         return self.sample(hp), dict(hp.values)
 
-    def _variant_arguments(self, hp, spec, length):
+    def _variant_arguments(self, hp, space, length):
         out = {}
-        for name, (candidates, default) in spec.items():
-            if callable(candidates):
-                candidates = candidates(length)
-            if callable(default):
-                default = default(length)
+        for name, tunable in space.items():
+            candidates = [_NONE if v is None else v for v in tunable.candidates(length)]
+            default = tunable.default_for(length)
+            default = _NONE if default is None else default
             fits = None
-            if name in ("window_size", "rank", "block_size", "top_k") and length:
+            if tunable.is_length and length:
                 fits = lambda v, length=length: 1 <= v <= length  # noqa: E731
             out[name] = self._argument(hp, name, candidates, default, valid=fits)
         return out

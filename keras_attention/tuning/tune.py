@@ -23,6 +23,8 @@ import os
 import time
 import warnings
 
+from keras_attention.arguments import argument_error
+
 TUNERS = ("hyperband", "random", "bayesian")
 
 
@@ -56,8 +58,6 @@ class TuningResult:
     tuner: object
 
 
-def _fail(argument, expected, received):
-    return ValueError(f"`tune`: `{argument}` {expected}. Received: {received}")
 
 
 def _deadline_callback(deadline):
@@ -157,7 +157,7 @@ def make_tuner(
     import keras_tuner
 
     if tuner not in TUNERS:
-        raise _fail("tuner", f"must be one of {list(TUNERS)}", f"tuner={tuner!r}")
+        raise argument_error("tune", "tuner", f"must be one of {list(TUNERS)}", f"tuner={tuner!r}")
     if tuner == "bayesian":
         try:
             import scipy  # noqa: F401
@@ -281,14 +281,14 @@ def tune(
     if isinstance(task, str):
         task = get_task(task)
     if tuner not in TUNERS:
-        raise _fail("tuner", f"must be one of {list(TUNERS)}", f"tuner={tuner!r}")
+        raise argument_error("tune", "tuner", f"must be one of {list(TUNERS)}", f"tuner={tuner!r}")
     for name, value in (("max_trials", max_trials), ("epochs", epochs), ("steps", steps)):
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
-            raise _fail(name, "must be a positive int or None", f"{name}={value!r}")
+            raise argument_error("tune", name, "must be a positive int or None", f"{name}={value!r}")
     if max_seconds is not None and not max_seconds > 0:
-        raise _fail("max_seconds", "must be positive or None", f"max_seconds={max_seconds!r}")
+        raise argument_error("tune", "max_seconds", "must be positive or None", f"max_seconds={max_seconds!r}")
     start = time.time()
     options = dict(options or {})
     if epochs is not None:
@@ -390,9 +390,8 @@ def save_best(model, task, data, config, folder, export=True, dataset=None,
     previous best together (`RunFolder`): `folder` holds the old best model
     or the new one, never a mixture, whenever the search is killed.
     """
-    from keras_attention.cli import saved_run
-    from keras_attention.cli.run_folder import RunFolder
-    from keras_attention.cli.run_folder import atomic_write_json
+    from keras_attention.tasks import run_output
+    from keras_attention.tasks.run_folder import RunFolder
 
     best = RunFolder(folder, "tune")
     best.check_links()
@@ -402,25 +401,25 @@ def save_best(model, task, data, config, folder, export=True, dataset=None,
         # The weights come from a checkpoint, not from training here: give
         # the optimizer its (fresh) slots so the file loads without warnings.
         model.optimizer.build(model.trainable_variables)
-    model_path, export_path = saved_run.save_model_files(model, task, data, staging, export=export)
-    saved_run.verify(model_path)
+    model_path, export_path = run_output.save_model_files(model, task, data, staging, export=export)
+    run_output.verify(model_path)
     model_path = os.path.join(folder, os.path.basename(model_path))
     export_path = export_path and os.path.join(folder, os.path.basename(export_path))
-    metrics = {
-        "task": task.name,
-        "dataset": dataset,
-        "data_dir": data_dir,
-        "attention": config.attention,
-        "attention_kwargs": config.attention_kwargs,
-        "options": config.options,
-        "test": {k: round(float(v), 4) for k, v in (test or {}).items()},
-        "baselines": {k: round(float(v), 4) for k, v in task.baselines(data).items()},
-        "parameters": int(model.count_params()),
-        "score": None if score is None else float(score),
-        "model": model_path,
-        "export": export_path,
-    }
-    atomic_write_json(os.path.join(staging, "metrics.json"), metrics)
+    run_output.write_metrics(
+        os.path.join(staging, "metrics.json"),
+        task=task,
+        data=data,
+        dataset=dataset,
+        data_dir=data_dir,
+        attention=config.attention,
+        attention_kwargs=config.attention_kwargs,
+        options=config.options,
+        test=test,
+        model=model,
+        model_path=model_path,
+        export_path=export_path,
+        score=None if score is None else float(score),
+    )
     best.commit(remove_backup=False)
     return model_path, export_path
 

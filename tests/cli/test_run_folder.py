@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from keras_attention.cli import run_folder
-from keras_attention.cli.options import UsageError
-from keras_attention.cli.run_folder import RunFolder
+from keras_attention.tasks import run_folder
+from keras_attention.tasks.run_folder import RunFolder
+from keras_attention.tasks.run_folder import RunFolderError
 
 
 def write_run(folder, tag, names=("model.keras", "metrics.json", "history.csv")):
@@ -111,5 +111,5 @@ def test_links_are_refused(tmp_path):
     path.mkdir()
     (tmp_path / "outside").write_text("x")
     os.symlink(tmp_path / "outside", path / "metrics.json")
-    with pytest.raises(UsageError, match="symbolic link"):
+    with pytest.raises(RunFolderError, match="symbolic link"):
         RunFolder(str(path)).check_links()

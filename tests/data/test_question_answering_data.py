@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_attention.data import evaluate_question_answering
+from keras_attention.models import evaluate_question_answering
 from keras_attention.data import squad_data
 from keras_attention.data.question_answering import CLS
 from keras_attention.data.question_answering import SEP

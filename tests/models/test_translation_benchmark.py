@@ -33,7 +33,11 @@ def test_short_flores_run_beats_the_baseline(capsys):
     baseline = float(printed.split("baseline (test token accuracy): ")[1].split()[0])
     (row,) = rows
     assert row["accuracy"] > baseline + 0.03, (row, baseline)
-    assert row["bleu_1"] >= 0 and row["bleu_2"] >= 0
+    # A model that beats the most-frequent-token baseline gets some unigrams
+    # right; BLEU is on a 0-100 scale, and adding bigram precision (never
+    # above the unigram one here) cannot raise it.
+    assert 0 < row["bleu_1"] <= 100, row
+    assert 0 <= row["bleu_2"] <= row["bleu_1"], row
 
 
 def test_absent_data_skips_cleanly(tmp_path, capsys):

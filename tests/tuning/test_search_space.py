@@ -11,7 +11,7 @@ import pytest
 
 from keras_attention import tuning
 from keras_attention.layers import registry
-from keras_attention.tuning.search_space import VARIANT_ARGUMENTS
+from keras_attention.tuning.search_space import variant_space
 
 
 def _hypermodel(listops, tunable=True, **arguments):
@@ -32,8 +32,8 @@ def _check_valid(config, length):
     for name in ("window_size", "rank", "block_size", "top_k"):
         if name in kwargs:
             assert 1 <= kwargs[name] <= length
-    own = set(VARIANT_ARGUMENTS.get(config.attention, {}))
-    others = set().union(*VARIANT_ARGUMENTS.values()) - own
+    own = set(variant_space(config.attention))
+    others = set().union(*(variant_space(v) for v in registry.available())) - own
     assert not others & set(kwargs), (config.attention, kwargs)
 
 
