@@ -6,10 +6,10 @@ from keras import ops
 from keras_attention import ops as attention_ops
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
+from keras_attention.layers.attention_masking import mask_queries
+from keras_attention.layers.attention_masking import merge_masks
+from keras_attention.layers.attention_masking import set_keras_mask
 from keras_attention.layers.base import BaseAttention
-from keras_attention.layers.base import mask_queries
-from keras_attention.layers.base import merge_masks
-from keras_attention.layers.base import set_keras_mask
 from keras_attention.layers.registry import register_attention
 from keras_attention.ops import scores as sc
 from keras_attention.ops.scores import hide_unseen

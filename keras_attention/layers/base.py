@@ -1,136 +1,26 @@
-"""The shared shell of every projected attention layer."""
+"""The shared shell of every projected attention layer.
+
+The shell (projections, heads, the `attend()` hook, checks, config) is
+here; its masking helpers are in `attention_masking`, its key/value cache
+in `key_value_cache`.
+"""
 
 import keras
 from keras import ops
 
-# Keras keeps the mask-attribute helpers out of its public API; the version
-# is pinned, and `keras.layers.MultiHeadAttention` relies on the same call.
-from keras.src.backend.common.masking import get_keras_mask
-from keras.src.backend.common.masking import set_keras_mask
-
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
+from keras_attention.layers.attention_masking import mask_queries
+from keras_attention.layers.attention_masking import merge_masks
+from keras_attention.layers.attention_masking import set_keras_mask
+from keras_attention.layers.key_value_cache import KeyValueCache
 from keras_attention.layers.registry import register_attention
 from keras_attention.ops.scores import hide_unseen
 
 
-def check_mask(layer, argument, mask, expected_shape, broadcast_axes=()):
-    """Raises a clear ValueError unless `mask` has `expected_shape`.
-
-    Axes listed in `broadcast_axes` may also have size 1.
-    """
-    shape = tuple(mask.shape)
-    if len(shape) != len(expected_shape) or any(
-        have is not None
-        and want is not None
-        and have != want
-        and not (have == 1 and axis in broadcast_axes)
-        for axis, (have, want) in enumerate(zip(shape, expected_shape))
-    ):
-        raise argument_error(
-            layer,
-            argument,
-            f"must have shape {expected_shape}",
-            f"{argument}.shape={shape}",
-        )
-
-
-def merge_masks(
-    layer, num_heads, query, value, value_mask, key_mask, attention_mask
-):
-    """Merges the key-side Keras masks and `attention_mask` of a call.
-
-    Query masks are not folded in: `mask_queries` zeroes masked query rows
-    afterwards, which is equivalent (a query with nothing to attend to gets
-    zeros) and keeps the mask at `(batch, 1, 1, Tv)` when only padding is
-    involved. An `attention_mask` whose query axis has size 1 (e.g.
-    `(batch, 1, Tv)`) is the same for every query, a key padding mask, and
-    broadcasts over the queries.
-
-    Returns:
-        A boolean mask broadcastable to `(batch, heads, Tq, Tv)` (rank 4,
-        heads axis of size 1 or `num_heads`), or `None`.
-    """
-    batch, tq, tv = query.shape[0], query.shape[1], value.shape[1]
-    merged = None
-    for argument, m in (("value_mask", value_mask), ("key_mask", key_mask)):
-        if m is None:
-            continue
-        check_mask(layer, argument, m, (batch, tv))
-        m = ops.cast(m, "bool")[:, None, None, :]
-        merged = m if merged is None else ops.logical_and(merged, m)
-    if attention_mask is None:
-        return merged
-    attention_mask = ops.convert_to_tensor(attention_mask)
-    rank = len(attention_mask.shape)
-    # The query axis may have size 1: the mask then holds for every query.
-    if rank == 2:
-        check_mask(layer, "attention_mask", attention_mask, (tq, tv), (0,))
-        m = attention_mask[None, None]
-    elif rank == 3:
-        check_mask(
-            layer, "attention_mask", attention_mask, (batch, tq, tv), (1,)
-        )
-        m = attention_mask[:, None]
-    elif rank == 4:
-        heads = attention_mask.shape[1]
-        heads = heads if heads in (1, None) else num_heads
-        check_mask(
-            layer,
-            "attention_mask",
-            attention_mask,
-            (batch, heads, tq, tv),
-            (2,),
-        )
-        m = attention_mask
-    else:
-        raise argument_error(
-            layer,
-            "attention_mask",
-            "must have shape (batch, Tq, Tv), (Tq, Tv) or "
-            "(batch, heads, Tq, Tv)",
-            f"attention_mask.shape={tuple(attention_mask.shape)}",
-        )
-    m = ops.cast(m, "bool")
-    return m if merged is None else ops.logical_and(merged, m)
-
-
-def mask_queries(layer, query, query_mask, output, scores=None):
-    """Zeroes the output rows (and weights) of masked queries.
-
-    Args:
-        layer: the calling layer (for error messages).
-        query: the layer's query input `(batch, Tq, ...)`.
-        query_mask: boolean `(batch, Tq)` or `None`.
-        output: `(batch, Tq, ...)` attended values.
-        scores: optional `(batch, heads, Tq, Tv)` weights.
-
-    Returns:
-        `(output, scores)` with masked query rows set to zero (selected, not
-        multiplied: a padded query may hold NaN or inf).
-    """
-    if query_mask is None:
-        return output, scores
-    check_mask(layer, "query_mask", query_mask, tuple(query.shape[:2]))
-    keep = ops.cast(query_mask, "bool")
-    for _ in range(len(output.shape) - 2):
-        keep = ops.expand_dims(keep, -1)
-    output = ops.where(keep, output, 0.0)
-    if scores is not None:
-        keep = ops.cast(query_mask, "bool")[:, None, :, None]
-        scores = ops.where(keep, scores, 0.0)
-    return output, scores
-
-
-def _is_static_zero(index):
-    return (
-        isinstance(index, int) and not isinstance(index, bool) and index == 0
-    )
-
-
 @register_attention("base", public=False)
-class BaseAttention(keras.layers.Layer):
+class BaseAttention(KeyValueCache, keras.layers.Layer):
     """Multi-head attention shell: projections, heads, masks, checks, config.
 
     Subclasses keep everything here and override `attend()`, which maps the
@@ -463,26 +353,12 @@ class BaseAttention(keras.layers.Layer):
                 cache,
                 cache_update_index,
             )
-        # `build` checks the shapes once; a built layer called on other
-        # inputs would otherwise fail inside a projection, with its message.
-        self._check_input_shapes(
-            tuple(query.shape), tuple(value.shape), tuple(key.shape)
+        attention_mask = self._open_call(
+            query, value, key, attention_mask, return_attention_scores
         )
-        if attention_mask is not None:
-            attention_mask = ops.convert_to_tensor(attention_mask)
         self.check_call_arguments(
             tuple(value.shape), tuple(key.shape), attention_mask, use_causal_mask
         )
-        # Masks are handled here, at the level of this layer (the Keras masks
-        # were passed in as `*_mask` by `Layer.__call__`).
-        for tensor in (query, value, key):
-            set_keras_mask(tensor, None)
-        if return_attention_scores and not self.supports_attention_scores:
-            raise ValueError(
-                f"Layer '{self.name}' ({type(self).__name__}) does not "
-                "compute attention weights; it cannot honour "
-                "`return_attention_scores=True`."
-            )
         mask = merge_masks(
             self,
             self.num_heads,
@@ -510,6 +386,31 @@ class BaseAttention(keras.layers.Layer):
         return self._finish(
             query, query_mask, out, scores, return_attention_scores
         )
+
+    def _open_call(self, query, value, key, attention_mask, return_attention_scores):
+        """What every call does first (cached or not); returns the
+        `attention_mask` as a tensor (or `None`)."""
+        # `build` checks the shapes once; a built layer called on other
+        # inputs would otherwise fail inside a projection, with its message.
+        self._check_input_shapes(
+            tuple(query.shape), tuple(value.shape), tuple(key.shape)
+        )
+        if attention_mask is not None:
+            attention_mask = ops.convert_to_tensor(attention_mask)
+        # Masks are handled here, at the level of this layer (the Keras masks
+        # were passed in as `*_mask` by `Layer.__call__`).
+        for tensor in (query, value, key):
+            set_keras_mask(tensor, None)
+        self._check_scores_supported(return_attention_scores)
+        return attention_mask
+
+    def _check_scores_supported(self, return_attention_scores):
+        if return_attention_scores and not self.supports_attention_scores:
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}) does not "
+                "compute attention weights; it cannot honour "
+                "`return_attention_scores=True`."
+            )
 
     def _finish(self, query, query_mask, out, scores, return_scores, *extra):
         """Output projection, masked queries zeroed, the call's results."""
@@ -556,12 +457,7 @@ class BaseAttention(keras.layers.Layer):
         )
         output = keras.KerasTensor(shape, dtype=self.compute_dtype)
         if return_attention_scores:
-            if not self.supports_attention_scores:
-                raise ValueError(
-                    f"Layer '{self.name}' ({type(self).__name__}) does not "
-                    "compute attention weights; it cannot honour "
-                    "`return_attention_scores=True`."
-                )
+            self._check_scores_supported(return_attention_scores)
             scores_shape = self.attention_scores_shape(
                 query.shape, value.shape if cache is None else cache.shape[1:]
             )
@@ -572,291 +468,6 @@ class BaseAttention(keras.layers.Layer):
         if cache is not None:
             return output, self._cache_spec(cache)
         return output
-
-    def _cache_spec(self, cache):
-        return keras.KerasTensor(tuple(cache.shape), dtype=self.compute_dtype)
-
-    # ------------------------------------------------------------------
-    # key/value cache
-    # ------------------------------------------------------------------
-    def cache_limitation(self, query_length, causal):
-        """Hook: why cached calls past the prefill can't run, or `None`.
-
-        A cached call past the prefill runs `attend()` on the new queries
-        against every cached position, with positions given by a mask. That
-        is exact when `attend()` never takes positions from tensor indices
-        (rotary or ALiBi encodings, windows, block layouts, projections of
-        the key axis do). The shell lets every call run; each variant that
-        cannot overrides this to state its own limits.
-
-        Args:
-            query_length: int or `None`, the number of new query positions.
-            causal: bool, whether each query sees the cache up to its own
-                position (a per-query mask) rather than all of it.
-
-        Returns:
-            `None`, or a str saying what prevents it.
-        """
-        return None
-
-    def check_cache_support(self, query_length=1, causal=True):
-        """Raises a `ValueError` unless cached decoding steps can run.
-
-        Args:
-            query_length: int, the number of new query positions per step.
-            causal: bool, whether the steps are causal self-attention.
-        """
-        reason = self.cache_limitation(query_length, causal)
-        if reason is not None:
-            variant = getattr(self, "registry_name", None)
-            raise ValueError(
-                f"Layer '{self.name}' ({type(self).__name__}"
-                + (f", variant {variant!r}" if variant else "")
-                + ") cannot decode step by step with a key/value cache: "
-                f"{reason}. Decode without a cache (a full forward pass per "
-                "step), or use a variant that can (e.g. 'multi_head')."
-            )
-
-    def _check_cache_layout(self):
-        if self.value_dim != self.key_dim:
-            raise argument_error(
-                self,
-                "cache",
-                "needs `value_dim == key_dim` (keys and values share one "
-                "cache tensor)",
-                f"key_dim={self.key_dim}, value_dim={self.value_dim}",
-            )
-
-    def empty_cache(self, batch_size, length, dtype=None):
-        """A zero key/value cache for `length` positions.
-
-        Args:
-            batch_size: int or scalar int tensor.
-            length: positive int, the cache length (prompt + new tokens).
-            dtype: the cache dtype; defaults to the compute dtype.
-
-        Returns:
-            Zeros `(batch_size, 2, length, num_key_value_heads, key_dim)`.
-        """
-        self._check_cache_layout()
-        check_positive_int(type(self), "length", length)
-        return ops.zeros(
-            (batch_size, 2, length, self.num_key_value_heads, self.key_dim),
-            dtype=dtype or self.compute_dtype,
-        )
-
-    def project_cache(self, value, key=None):
-        """The key/value cache of a whole sequence (e.g. an encoded source).
-
-        Computes the key and value projections once, for cross-attention
-        calls with `cache_update_index=None`.
-
-        Args:
-            value: tensor `(batch, Tv, value_features)`.
-            key: optional tensor `(batch, Tv, key_features)`; defaults to
-                `value`.
-
-        Returns:
-            `(batch, 2, Tv, num_key_value_heads, key_dim)`.
-        """
-        self._check_cache_layout()
-        key = value if key is None else key
-        if not self.built:
-            self.build(value.shape, value.shape, key.shape)
-        # The projections do not take masks; keep those of the caller's
-        # tensors for their other consumers.
-        masks = [(t, get_keras_mask(t)) for t in (value, key)]
-        for tensor, _ in masks:
-            set_keras_mask(tensor, None)
-        cache = ops.stack([self.key_dense(key), self.value_dense(value)], axis=1)
-        for tensor, mask in masks:
-            if mask is not None:
-                set_keras_mask(tensor, mask)
-        return cache
-
-    def _check_cache(self, cache, query, value, cache_update_index):
-        if cache is None:
-            raise argument_error(
-                self,
-                "cache_update_index",
-                "needs a `cache`",
-                f"cache=None, cache_update_index={cache_update_index!r}",
-            )
-        self._check_cache_layout()
-        shape = tuple(cache.shape)
-        expected = (
-            query.shape[0],
-            2,
-            None,
-            self.num_key_value_heads,
-            self.key_dim,
-        )
-        if len(shape) != 5 or any(
-            have is not None and want is not None and have != want
-            for have, want in zip(shape, expected)
-        ):
-            raise argument_error(
-                self,
-                "cache",
-                "must have shape (batch, 2, cache_length, "
-                f"num_key_value_heads={self.num_key_value_heads}, "
-                f"key_dim={self.key_dim})",
-                f"cache.shape={shape}",
-            )
-        length = shape[2]
-        if length is None:
-            raise argument_error(
-                self,
-                "cache",
-                "must have a static length (axis 2)",
-                f"cache.shape={shape}",
-            )
-        if cache_update_index is None:
-            return
-        new = value.shape[1]
-        if new is not None and new > length:
-            raise argument_error(
-                self,
-                "value",
-                f"must not have more positions than the cache ({length})",
-                f"value.shape={tuple(value.shape)}",
-            )
-        if isinstance(cache_update_index, int) and not isinstance(
-            cache_update_index, bool
-        ):
-            if not 0 <= cache_update_index <= length - (new or 0):
-                raise argument_error(
-                    self,
-                    "cache_update_index",
-                    f"must be in [0, {length} - new positions]",
-                    f"cache_update_index={cache_update_index}",
-                )
-
-    def _cache_key_mask(self, argument, mask, batch, length):
-        """A `(batch, cache_length)` key mask over the whole cache."""
-        if mask is None:
-            return None
-        if len(mask.shape) == 2 and mask.shape[1] not in (None, length):
-            raise argument_error(
-                self,
-                argument,
-                f"must cover the whole cache, (batch, {length}), in a cached "
-                "call (a mask of the new positions only would not hide them "
-                "from later calls); with Keras masks, mask the queries with "
-                "`query_mask` and the cached positions with `attention_mask`",
-                f"{argument}.shape={tuple(mask.shape)}",
-            )
-        check_mask(self, argument, mask, (batch, length))
-        return ops.cast(mask, "bool")
-
-    def _call_with_cache(
-        self,
-        query,
-        value,
-        key,
-        query_mask,
-        value_mask,
-        key_mask,
-        attention_mask,
-        use_causal_mask,
-        return_attention_scores,
-        training,
-        cache,
-        index,
-    ):
-        self._check_input_shapes(
-            tuple(query.shape), tuple(value.shape), tuple(key.shape)
-        )
-        self._check_cache(cache, query, value, index)
-        if attention_mask is not None:
-            attention_mask = ops.convert_to_tensor(attention_mask)
-        for tensor in (query, value, key):
-            set_keras_mask(tensor, None)
-        if return_attention_scores and not self.supports_attention_scores:
-            raise ValueError(
-                f"Layer '{self.name}' ({type(self).__name__}) does not "
-                "compute attention weights; it cannot honour "
-                "`return_attention_scores=True`."
-            )
-        cache = ops.cast(cache, self.compute_dtype)
-        batch, tq = query.shape[0], query.shape[1]
-        length = cache.shape[2]
-        q = self.query_dense(query)
-        if index is None:
-            if use_causal_mask:
-                raise argument_error(
-                    self,
-                    "use_causal_mask",
-                    "needs a `cache_update_index` (a cache used as it is has "
-                    "no position for the queries)",
-                    "use_causal_mask=True, cache_update_index=None",
-                )
-            new = None
-            k, v = cache[:, 0], cache[:, 1]
-        else:
-            self.check_call_arguments(
-                tuple(value.shape), tuple(key.shape), None, use_causal_mask
-            )
-            new = value.shape[1]
-            k_new = ops.cast(self.key_dense(key), cache.dtype)
-            v_new = ops.cast(self.value_dense(value), cache.dtype)
-            start = (0, index, 0, 0)
-            k = ops.slice_update(cache[:, 0], start, k_new)
-            v = ops.slice_update(cache[:, 1], start, v_new)
-            cache = ops.stack([k, v], axis=1)
-        value_mask, key_mask = (
-            self._cache_key_mask(argument, m, batch, length)
-            for argument, m in (("value_mask", value_mask), ("key_mask", key_mask))
-        )
-        mask = merge_masks(
-            self, self.num_heads, query, k, value_mask, key_mask, attention_mask
-        )
-        if _is_static_zero(index):
-            # Prefill: the new positions are the whole sequence so far, so
-            # the call is the uncached one (exact for every variant).
-            out, scores = self.attend(
-                q,
-                k_new,
-                v_new,
-                mask=None if mask is None else mask[..., :new],
-                use_causal_mask=use_causal_mask,
-                return_attention_scores=return_attention_scores,
-                training=training,
-            )
-            if scores is not None and new != length:
-                scores = ops.pad(
-                    scores, ((0, 0), (0, 0), (0, 0), (0, length - new))
-                )
-        else:
-            self.check_cache_support(
-                tq, causal=bool(use_causal_mask) and index is not None
-            )
-            if index is not None:
-                key_positions = ops.arange(length, dtype="int32")[None, :]
-                index = ops.cast(index, "int32")
-                allowed = key_positions < index + new
-                if use_causal_mask:
-                    query_positions = index + ops.arange(tq, dtype="int32")
-                    allowed = ops.logical_and(
-                        allowed, key_positions <= query_positions[:, None]
-                    )
-                allowed = ops.broadcast_to(
-                    allowed[None, None],
-                    (ops.shape(q)[0], 1, allowed.shape[0], length),
-                )
-                mask = allowed if mask is None else ops.logical_and(mask, allowed)
-            out, scores = self.attend(
-                q,
-                k,
-                v,
-                mask=mask,
-                use_causal_mask=False,
-                return_attention_scores=return_attention_scores,
-                training=training,
-            )
-        return self._finish(
-            query, query_mask, out, scores, return_attention_scores, cache
-        )
 
     def check_call_arguments(
         self, value_shape, key_shape, attention_mask, use_causal_mask

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_attention.layers.base import check_mask
+from keras_attention.layers.attention_masking import check_mask
 from keras_attention.layers.channel_attention import ChannelAttention
 from keras_attention.layers.channel_attention import check_feature_map
 from keras_attention.layers.spatial_attention import SpatialAttention

@@ -5,7 +5,7 @@ from keras import ops
 from keras.src.backend.common.masking import get_keras_mask
 
 from keras_attention.arguments import argument_error
-from keras_attention.layers.base import check_mask
+from keras_attention.layers.attention_masking import check_mask
 from keras_attention.layers.composite_attention import CompositeAttention
 from keras_attention.layers.registry import register_attention
 
