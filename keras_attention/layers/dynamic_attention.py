@@ -6,10 +6,11 @@ import keras
 from keras import ops
 
 from keras_attention import ops as attention_ops
-from keras_attention.ops import scores as sc
 from keras_attention.layers.base import BaseAttention
 from keras_attention.layers.registry import Tunable
 from keras_attention.layers.registry import register_attention
+from keras_attention.ops import scores as sc
+from keras_attention.ops.dropout import dropout
 
 # softplus(_UNIT_TEMPERATURE) == 1: every temperature starts at one.
 _UNIT_TEMPERATURE = math.log(math.e - 1.0)
@@ -241,7 +242,7 @@ class DynamicAttention(BaseAttention):
             weights = ops.where(allowed, weights, 0.0)
         attended = weights
         if self.dropout and training:
-            attended = keras.random.dropout(
+            attended = dropout(
                 weights, self.dropout, seed=self.seed_generator
             )
         out = ops.einsum(

@@ -5,6 +5,7 @@ import keras
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
+from keras_attention.layers.dropout import Dropout
 
 
 def get_activation(layer, activation):
@@ -102,7 +103,7 @@ class FeedForward(keras.layers.Layer):
         self.intermediate_dense = self._dense(
             intermediate_dim, self.activation, "intermediate_dense", 0
         )
-        self.dropout_layer = keras.layers.Dropout(
+        self.dropout_layer = Dropout(
             dropout, dtype=self.dtype_policy, name="intermediate_dropout"
         )
         self.output_dense = None

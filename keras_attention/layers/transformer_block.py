@@ -21,6 +21,7 @@ from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
 from keras_attention.layers import registry
 from keras_attention.layers.attention_masking import check_mask
+from keras_attention.layers.dropout import Dropout
 from keras_attention.layers.feed_forward import FeedForward
 from keras_attention.layers.feed_forward import clone_initializer
 from keras_attention.layers.feed_forward import get_activation
@@ -322,7 +323,7 @@ class TransformerBlock(keras.layers.Layer):
     # helpers for subclasses
     # ------------------------------------------------------------------
     def _dropout(self, name):
-        return keras.layers.Dropout(
+        return Dropout(
             self.dropout, dtype=self.dtype_policy, name=name
         )
 

@@ -5,6 +5,7 @@ import keras
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
+from keras_attention.layers.dropout import Dropout
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.spec_augment import SpecAugment
 from keras_attention.layers.speed_perturbation import SpeedPerturbation
@@ -127,7 +128,7 @@ def audio_classifier(
     frames = x.shape[1]
     x = keras.layers.Dense(hidden_dim, name="frame_embedding")(x)
     x = x + PositionEmbedding(frames, name="position_embedding")(x)
-    x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
+    x = Dropout(dropout, name="embedding_dropout")(x)
     x = common.encoder_stack(
         x,
         builder=BUILDER,

@@ -22,6 +22,7 @@ from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
 from keras_attention.layers import registry
 from keras_attention.layers.attention_pooling import AttentionPooling
+from keras_attention.layers.dropout import Dropout
 from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
 from keras_attention.layers.token_and_position_embedding import (
     TokenAndPositionEmbedding,
@@ -170,7 +171,7 @@ def embed_tokens(
         position=position,
         name=name,
     )(tokens)
-    return keras.layers.Dropout(dropout, name=dropout_name)(x)
+    return Dropout(dropout, name=dropout_name)(x)
 
 
 def pool_sequence(x, pooling, num_heads):
@@ -190,7 +191,7 @@ def pool_sequence(x, pooling, num_heads):
 def classification_head(x, *, pooling, num_heads, dropout, num_classes):
     """Pools encoded `(batch, T, dim)` features and returns class logits."""
     x = pool_sequence(x, pooling, num_heads)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    x = Dropout(dropout, name="head_dropout")(x)
     return keras.layers.Dense(num_classes, name="logits")(x)
 
 

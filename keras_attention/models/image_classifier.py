@@ -3,12 +3,13 @@
 import keras
 
 from keras_attention.arguments import argument_error
-from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
+from keras_attention.arguments import check_positive_int
 from keras_attention.layers.cbam import CBAM
 from keras_attention.layers.channel_attention import ChannelAttention
 from keras_attention.layers.class_token import ClassToken
+from keras_attention.layers.dropout import Dropout
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.random_shift import RandomShift
 from keras_attention.models import common
@@ -146,7 +147,7 @@ def image_classifier(
     if pooling == "class_token":
         x = ClassToken(name="class_token")(x)
         patches += 1
-    x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
+    x = Dropout(dropout, name="embedding_dropout")(x)
     x = common.encoder_stack(
         x,
         builder=BUILDER,

@@ -3,10 +3,11 @@
 import keras
 
 from keras_attention.arguments import argument_error
-from keras_attention.arguments import check_positive_int
-from keras_attention.arguments import check_rate
 from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
+from keras_attention.layers.dropout import Dropout
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.models import common
 
@@ -161,7 +162,7 @@ def image_segmenter(
     x = keras.layers.Conv2D(hidden_dim, 2, strides=2, name="patch_embedding")(x)
     x = keras.layers.Reshape((tokens, hidden_dim), name="patches")(x)
     x = x + PositionEmbedding(tokens, name="position_embedding")(x)
-    x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
+    x = Dropout(dropout, name="embedding_dropout")(x)
     x = common.encoder_stack(
         x,
         builder=BUILDER,

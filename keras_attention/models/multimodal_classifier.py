@@ -3,12 +3,13 @@
 import keras
 
 from keras_attention.arguments import argument_error
-from keras_attention.arguments import check_positive_int
-from keras_attention.arguments import check_rate
 from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
 from keras_attention.layers import registry
 from keras_attention.layers.attention_pooling import AttentionPooling
+from keras_attention.layers.dropout import Dropout
 from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
 from keras_attention.layers.multimodal_attention import MultiModalAttention
 from keras_attention.layers.position_embedding import PositionEmbedding
@@ -168,14 +169,14 @@ def multimodal_classifier(
     x = keras.layers.Conv2D(hidden_dim, patch_size, strides=patch_size, name="patch_embedding")(x)
     x = keras.layers.Reshape((patches, hidden_dim), name="patches")(x)
     x = x + PositionEmbedding(patches, name="patch_position_embedding")(x)
-    x = keras.layers.Dropout(dropout, name="image_embedding_dropout")(x)
+    x = Dropout(dropout, name="image_embedding_dropout")(x)
     image = common.encoder_stack(x, sequence_length=patches, name="image_encoder", **encoder)
 
     tokens = keras.Input((sequence_length,), dtype="int32", name="tokens")
     x = TokenAndPositionEmbedding(
         vocabulary_size, sequence_length, hidden_dim, mask_zero=True, name="token_embedding"
     )(tokens)
-    x = keras.layers.Dropout(dropout, name="text_embedding_dropout")(x)
+    x = Dropout(dropout, name="text_embedding_dropout")(x)
     text = common.encoder_stack(x, sequence_length=sequence_length, name="text_encoder", **encoder)
 
     for i in range(num_fusion_layers):
@@ -199,7 +200,7 @@ def multimodal_classifier(
             x = _residual(streams[stream], update, dropout, f"{prefix}_{stream}_attention")
             h = keras.layers.LayerNormalization(epsilon=1e-5, name=f"{prefix}_{stream}_ffn_norm")(x)
             h = keras.layers.Dense(intermediate_dim, activation="gelu", name=f"{prefix}_{stream}_ffn_in")(h)
-            h = keras.layers.Dropout(dropout, name=f"{prefix}_{stream}_ffn_hidden_dropout")(h)
+            h = Dropout(dropout, name=f"{prefix}_{stream}_ffn_hidden_dropout")(h)
             h = keras.layers.Dense(hidden_dim, name=f"{prefix}_{stream}_ffn_out")(h)
             streams[stream] = _residual(x, h, dropout, f"{prefix}_{stream}_ffn")
         text, image = streams["text"], streams["image"]
@@ -213,12 +214,12 @@ def multimodal_classifier(
             x = MaskedAveragePooling(name=f"{stream}_pooling")(x)
         pooled.append(x)
     x = keras.layers.Concatenate(name="fused")(pooled)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    x = Dropout(dropout, name="head_dropout")(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
     return keras.Model({"image": images, "tokens": tokens}, logits, name=name)
 
 
 def _residual(x, update, dropout, name):
-    update = keras.layers.Dropout(dropout, name=f"{name}_dropout")(update)
+    update = Dropout(dropout, name=f"{name}_dropout")(update)
     # `Add` keeps the stream's padding mask.
     return keras.layers.Add(name=f"{name}_residual")([x, update])

@@ -13,9 +13,10 @@ import string
 import keras
 from keras import ops
 
+from keras_attention.arguments import check_heads
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
-from keras_attention.arguments import check_heads
+from keras_attention.layers.dropout import Dropout
 from keras_attention.layers.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
@@ -132,7 +133,7 @@ def question_answering(
         3, hidden_dim, mask_zero=True, name="segment_embedding"
     )(padded_segments)
     x = keras.layers.Add(name="embedding_sum")([tokens, segments])
-    x = keras.layers.Dropout(embedding_dropout, name="embedding_dropout")(x)
+    x = Dropout(embedding_dropout, name="embedding_dropout")(x)
     x = common.encoder_stack(
         x,
         builder=BUILDER,

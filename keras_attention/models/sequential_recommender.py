@@ -4,9 +4,10 @@ import keras
 from keras import ops
 
 from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_heads
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
-from keras_attention.arguments import check_heads
+from keras_attention.layers.dropout import Dropout
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.target_attention import TargetAttention
 from keras_attention.models import common
@@ -103,7 +104,7 @@ def sequential_recommender(
     x = items(history)
     positions = PositionEmbedding(sequence_length, name="position_embedding")(x)
     x = keras.layers.Add(name="embedding_sum")([x, positions])
-    x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
+    x = Dropout(dropout, name="embedding_dropout")(x)
     x = common.encoder_stack(
         x,
         builder=BUILDER,
@@ -128,7 +129,7 @@ def sequential_recommender(
     r = keras.layers.Concatenate(name="rating_features")([candidate, interest, recent])
     for i, units in enumerate(rating_units):
         r = keras.layers.Dense(units, activation="relu", name=f"rating_hidden_{i}")(r)
-        r = keras.layers.Dropout(dropout, name=f"rating_dropout_{i}")(r)
+        r = Dropout(dropout, name=f"rating_dropout_{i}")(r)
     rating = keras.layers.Dense(1, dtype="float32", name="rating_output")(r)
     rating = ops.squeeze(rating, -1)
     return keras.Model(

@@ -11,10 +11,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_attention.arguments import check_positive_int
-from keras_attention.arguments import check_rate
 from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
+from keras_attention.layers.dropout import Dropout
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.spec_augment import SpecAugment
 from keras_attention.models import audio_frontend
@@ -159,7 +160,7 @@ def speech_recognizer(
     x = audio_frontend.conv_subsampling(x, subsampling, conv_channels or hidden_dim)
     x = keras.layers.Dense(hidden_dim, name="frame_embedding")(x)
     x = x + PositionEmbedding(frames, name="position_embedding")(x)
-    x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
+    x = Dropout(dropout, name="embedding_dropout")(x)
     if input_lengths:
         x = audio_frontend.LengthMask(name="frame_mask")([x, frame_lengths])
     x = common.encoder_stack(
@@ -173,7 +174,7 @@ def speech_recognizer(
         dropout=dropout,
         sequence_length=frames,
     )
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    x = Dropout(dropout, name="head_dropout")(x)
     logits = keras.layers.Dense(vocabulary_size + 1, name="logits")(x)
     if input_lengths:
         logits = audio_frontend.LengthMask(fill="blank", name="blank_padding")([logits, frame_lengths])

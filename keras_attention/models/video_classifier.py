@@ -4,11 +4,12 @@ import keras
 from keras import ops
 
 from keras_attention.arguments import argument_error
-from keras_attention.arguments import check_positive_int
-from keras_attention.arguments import check_rate
 from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
+from keras_attention.arguments import check_positive_int
+from keras_attention.arguments import check_rate
 from keras_attention.layers.attention_pooling import AttentionPooling
+from keras_attention.layers.dropout import Dropout
 from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.spatiotemporal_attention import SpatioTemporalAttention
@@ -59,13 +60,13 @@ def _spatiotemporal_blocks(x, *, mode, num_layers, num_heads, intermediate_dim, 
             attention_kwargs=attention_kwargs,
             name=f"{prefix}_attention",
         )(h)
-        h = keras.layers.Dropout(dropout, name=f"{prefix}_attention_dropout")(h)
+        h = Dropout(dropout, name=f"{prefix}_attention_dropout")(h)
         x = keras.layers.Add(name=f"{prefix}_attention_residual")([x, h])
         h = keras.layers.LayerNormalization(epsilon=1e-5, name=f"{prefix}_mlp_norm")(x)
         h = keras.layers.Dense(intermediate_dim, activation="gelu", name=f"{prefix}_mlp_in")(h)
-        h = keras.layers.Dropout(dropout, name=f"{prefix}_mlp_hidden_dropout")(h)
+        h = Dropout(dropout, name=f"{prefix}_mlp_hidden_dropout")(h)
         h = keras.layers.Dense(hidden_dim, name=f"{prefix}_mlp_out")(h)
-        h = keras.layers.Dropout(dropout, name=f"{prefix}_mlp_dropout")(h)
+        h = Dropout(dropout, name=f"{prefix}_mlp_dropout")(h)
         x = keras.layers.Add(name=f"{prefix}_mlp_residual")([x, h])
     return keras.layers.LayerNormalization(epsilon=1e-5, name="encoder_norm")(x)
 
@@ -222,7 +223,7 @@ def video_classifier(
         # Spatial encoder: the N tokens of each of the T frames.
         x = ops.reshape(x, (-1, tokens, hidden_dim))
         x = x + PositionEmbedding(tokens, name="spatial_position_embedding")(x)
-        x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
+        x = Dropout(dropout, name="embedding_dropout")(x)
         x = common.encoder_stack(
             x,
             builder=BUILDER,
@@ -259,7 +260,7 @@ def video_classifier(
         common.attention_arguments(BUILDER, attention, attention_kwargs, steps * tokens)
         x = keras.layers.Reshape((steps * tokens, hidden_dim), name="tokens")(x)
         x = x + PositionEmbedding(steps * tokens, name="position_embedding")(x)
-        x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
+        x = Dropout(dropout, name="embedding_dropout")(x)
         x = keras.layers.Reshape((steps, tokens, hidden_dim), name="frames")(x)
         x = _spatiotemporal_blocks(
             x,
@@ -273,7 +274,7 @@ def video_classifier(
         )
         x = keras.layers.Reshape((steps * tokens, hidden_dim), name="encoded")(x)
     x = _pool(x, pooling, num_heads, "pooling")
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    x = Dropout(dropout, name="head_dropout")(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
     return keras.Model(clips, logits, name=name)
 
