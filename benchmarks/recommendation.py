@@ -35,8 +35,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from training import default_data_dir  # noqa: E402
-from training import time_budget  # noqa: E402
+from budget import default_data_dir  # noqa: E402
+from budget import time_budget  # noqa: E402
 
 DEFAULT_VARIANTS = ("multi_head", "linear", "low_rank", "regional")
 
