@@ -3,7 +3,6 @@
 import keras
 from keras import ops
 
-from keras_attention import ops as attention_ops
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
 from keras_attention.layers.attention_masking import mask_queries
@@ -11,61 +10,10 @@ from keras_attention.layers.attention_masking import merge_masks
 from keras_attention.layers.attention_masking import set_keras_mask
 from keras_attention.layers.base import BaseAttention
 from keras_attention.layers.registry import register_attention
-from keras_attention.ops import scores as sc
+from keras_attention.ops.attention import attend_with_scores
 from keras_attention.ops.scores import hide_unseen
 
 SCORES = ("additive", "general")
-
-
-def attend_with_scores(
-    logits,
-    value,
-    mask=None,
-    use_causal_mask=False,
-    dropout_rate=0.0,
-    seed=None,
-    training=False,
-    return_scores=False,
-):
-    """Masked softmax of precomputed `logits` applied to `value`, one head.
-
-    Runs the shared core (`keras_attention.ops.dot_product_attention`) with
-    all-zero queries and keys and `logits` as its additive bias, so a learned
-    score function gets the package's masking rules (float32 softmax; a
-    query with nothing to attend to gets zeros, never NaN), causal masking
-    and attention dropout without a second softmax implementation.
-
-    Args:
-        logits: float `(batch, Tq, Tv)` scores (cast to float32).
-        value: `(batch, Tv, dv)`.
-        mask: optional boolean, broadcastable to `(batch, 1, Tq, Tv)`.
-        use_causal_mask, dropout_rate, seed, training: as in the core.
-        return_scores: also return the `(batch, Tq, Tv)` weights.
-
-    Returns:
-        `(batch, Tq, dv)` in `value`'s dtype, and the weights on request.
-    """
-    # (batch, T, 1, 1), with the heads axis static for the core (and any
-    # of the sizes possibly 0).
-    batch, tq, tk = (sc.static_or_dynamic(logits, i) for i in range(3))
-    result = attention_ops.dot_product_attention(
-        ops.zeros((batch, tq, 1, 1), value.dtype),
-        ops.zeros((batch, tk, 1, 1), value.dtype),
-        value[:, :, None, :],
-        mask=mask,
-        bias=ops.cast(logits, "float32")[:, None],
-        is_causal=use_causal_mask,
-        scale=1.0,
-        dropout_rate=dropout_rate,
-        seed=seed,
-        training=training,
-        return_scores=return_scores,
-        implementation="exact",
-    )
-    if return_scores:
-        out, weights = result
-        return ops.squeeze(out, 2), ops.squeeze(weights, 1)
-    return ops.squeeze(result, 2)
 
 
 @register_attention("additive")

@@ -13,6 +13,9 @@ Two implementations compute the same function:
   tiles and walks them with an online softmax; its hand-written backward pass
   recomputes each tile from the saved log-sum-exp, so forward and backward
   memory grow linearly with the sequence length.
+
+`attend_with_scores` runs the exact core on precomputed scores, for layers
+whose score function is learned (additive, target attention).
 """
 
 import math
@@ -381,3 +384,66 @@ def dot_product_attention(
     if return_scores:
         return out, ops.cast(weights, query.dtype)
     return out
+
+
+def attend_with_scores(
+    logits,
+    value,
+    mask=None,
+    use_causal_mask=False,
+    dropout_rate=0.0,
+    seed=None,
+    training=False,
+    return_scores=False,
+):
+    """Masked softmax of precomputed `logits` applied to `value`, one head.
+
+    Runs the exact core of `dot_product_attention` with all-zero queries
+    and keys and `logits` as its additive bias, so a learned score function
+    gets the package's masking rules (float32 softmax; a query with nothing
+    to attend to gets zeros, never NaN), causal masking and attention
+    dropout without a second softmax implementation.
+
+    Args:
+        logits: float `(batch, Tq, Tv)` scores (cast to float32).
+        value: `(batch, Tv, dv)`.
+        mask: optional boolean, broadcastable to `(batch, 1, Tq, Tv)`.
+        use_causal_mask: bool, hide keys after the query.
+        dropout_rate: float in `[0, 1)`, dropout on the weights while
+            `training`.
+        seed: int or `keras.random.SeedGenerator` for the dropout.
+        training: bool, whether dropout is active.
+        return_scores: also return the `(batch, Tq, Tv)` weights.
+
+    Returns:
+        `(batch, Tq, dv)` in `value`'s dtype, and the weights on request.
+
+    Example:
+
+    >>> logits = keras.random.normal((2, 3, 5))
+    >>> value = keras.random.normal((2, 5, 4))
+    >>> out, weights = attend_with_scores(logits, value, return_scores=True)
+    >>> tuple(out.shape), tuple(weights.shape)
+    ((2, 3, 4), (2, 3, 5))
+    """
+    # (batch, T, 1, 1), with the heads axis static for the core (and any
+    # of the sizes possibly 0).
+    batch, tq, tk = (sc.static_or_dynamic(logits, i) for i in range(3))
+    result = dot_product_attention(
+        ops.zeros((batch, tq, 1, 1), value.dtype),
+        ops.zeros((batch, tk, 1, 1), value.dtype),
+        value[:, :, None, :],
+        mask=mask,
+        bias=ops.cast(logits, "float32")[:, None],
+        is_causal=use_causal_mask,
+        scale=1.0,
+        dropout_rate=dropout_rate,
+        seed=seed,
+        training=training,
+        return_scores=return_scores,
+        implementation="exact",
+    )
+    if return_scores:
+        out, weights = result
+        return ops.squeeze(out, 2), ops.squeeze(weights, 1)
+    return ops.squeeze(result, 2)
