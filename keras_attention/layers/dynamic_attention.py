@@ -233,7 +233,6 @@ class DynamicAttention(BaseAttention):
                 is_causal=use_causal_mask,
             ),
         )
-        logits = sc.finish_logits(logits, None, None, None, None, allowed)
         weights = sc.masked_softmax(logits, allowed)
         weights = ops.einsum(
             "bhqk,hg->bgqk", weights, ops.cast(self.weights_mixing, "float32")

@@ -7,8 +7,9 @@ query head `i` then reads key/value head `i // (heads // kv_heads)`.
 Two implementations compute the same function:
 
 - `"exact"` materialises the `(batch, heads, Tq, Tk)` scores and is
-  differentiated by autodiff. It is the only one that can return the weights
-  or apply attention dropout.
+  differentiated by autodiff (the softmax by its own gradient, which keeps
+  only the weights: `scores.masked_softmax`). It is the only one that can
+  return the weights or apply attention dropout.
 - `"chunked"` (`keras_attention.ops.chunked`) cuts queries and keys into
   tiles and walks them with an online softmax; its hand-written backward pass
   recomputes each tile from the saved log-sum-exp, so forward and backward
@@ -22,7 +23,6 @@ import math
 
 from keras import backend
 from keras import ops
-from keras import random
 
 from keras_attention.ops import scores as sc
 from keras_attention.ops.chunked import chunked_attention
@@ -161,12 +161,9 @@ def _exact(q, k, v, mask5, bias5, slopes5, is_causal, window_size, scale, dropou
         mask5,
         sc.position_mask(qpos, kpos, is_causal=is_causal, window_size=window_size),
     )
-    logits = sc.finish_logits(logits, bias5, slopes5, qpos, kpos, allowed)
+    logits = sc.finish_logits(logits, bias5, slopes5, qpos, kpos, None)
     weights = sc.masked_softmax(logits, allowed)
-    attended = weights
-    if dropout is not None:
-        rate, seed = dropout
-        attended = random.dropout(weights, rate, seed=seed)
+    attended = sc.dropout_weights(weights, dropout)
     out = ops.einsum("bhgqk,bkhd->bqhgd", attended, ops.cast(v, "float32"))
     out = ops.reshape(out, (b, tq, h, sc.static_or_dynamic(v, 3)))
     weights = ops.reshape(weights, (b, h, tq, tk))

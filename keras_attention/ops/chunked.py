@@ -16,41 +16,22 @@ cost grows with the visible part of the score matrix, not with its area.
 from keras import ops
 
 from keras_attention.ops import scores as sc
+from keras_attention.ops.tiling import ceil_div
+from keras_attention.ops.tiling import merge_blocks
+from keras_attention.ops.tiling import split_blocks
+from keras_attention.ops.tiling import write
 
 
-def _blocked(x, axis, blocks, block, pad_value):
+def _blocked(x, axis, blocks, block):
     """Pads `axis` to `blocks * block`, splits it and moves the block index
     to the front: `(..., blocks * block, ...)` -> `(blocks, ..., block, ...)`.
     """
-    pad = blocks * block - x.shape[axis]
-    if pad:
-        widths = [(0, 0)] * len(x.shape)
-        widths[axis] = (0, pad)
-        x = ops.pad(x, widths, constant_values=pad_value)
-    dims = [sc.static_or_dynamic(x, i) for i in range(len(x.shape))]
-    x = ops.reshape(x, dims[:axis] + [blocks, block] + dims[axis + 1 :])
-    return ops.moveaxis(x, axis, 0)
+    return ops.moveaxis(split_blocks(x, axis, blocks, block), axis, 0)
 
 
 def _unblocked(x, axis, length):
     """Inverse of `_blocked` for a tensor whose block axis is first."""
-    x = ops.moveaxis(x, 0, axis)
-    shape = [-1 if n is None else n for n in x.shape]
-    shape[axis : axis + 2] = [shape[axis] * shape[axis + 1]]
-    x = ops.reshape(x, shape)
-    if shape[axis] == length:
-        return x
-    return x[(slice(None),) * axis + (slice(0, length),)]
-
-
-def _write(buffer, index, value):
-    """`buffer[index...] = value` for loop indices (in place under XLA)."""
-    zero = ops.zeros((), "int32")
-    starts = [ops.cast(i, "int32") for i in index]
-    starts += [zero] * len(value.shape)
-    for _ in index:
-        value = ops.expand_dims(value, 0)
-    return ops.slice_update(buffer, ops.stack(starts), value)
+    return merge_blocks(ops.moveaxis(x, 0, axis), axis, length)
 
 
 class _Tiles:
@@ -60,13 +41,13 @@ class _Tiles:
     query and key blocks, with the block indices moved to the front.
     """
 
-    def __init__(self, x, query_blocks, query_block, key_blocks, key_block, pad):
+    def __init__(self, x, query_blocks, query_block, key_blocks, key_block):
         self.by_query = x.shape[3] != 1
         self.by_key = x.shape[4] != 1
         if self.by_key:
-            x = _blocked(x, 4, key_blocks, key_block, pad)
+            x = _blocked(x, 4, key_blocks, key_block)
         if self.by_query:
-            x = _blocked(x, 3 + self.by_key, query_blocks, query_block, pad)
+            x = _blocked(x, 3 + self.by_key, query_blocks, query_block)
         self.tiles = x
 
     def index(self, i, j):
@@ -91,7 +72,7 @@ class _Tiles:
         index = self.index(i, j)
         if not index:
             return buffer + value
-        return _write(buffer, index, tile + value)
+        return write(buffer, index, tile + value)
 
     def untile(self, x, query_length, key_length):
         if self.by_query:
@@ -99,10 +80,6 @@ class _Tiles:
         if self.by_key:
             x = _unblocked(x, 4, key_length)
         return x
-
-
-def _ceil_div(a, b):
-    return -ops.floor_divide(-a, b)
 
 
 def chunked_attention(
@@ -142,7 +119,7 @@ def chunked_attention(
     nq, nk = -(-tq // bq), -(-tk // bk)
     key_length = tk if nk * bk != tk else None
     mask_tiles = (
-        None if mask5 is None else _Tiles(mask5, nq, bq, nk, bk, False)
+        None if mask5 is None else _Tiles(mask5, nq, bq, nk, bk)
     )
     neg = sc.NEG
 
@@ -151,7 +128,7 @@ def chunked_attention(
     # traced on its own (SavedModel export), where the batch is unknown.
     def query_side(x, last):
         x = ops.reshape(ops.cast(x, "float32"), (-1, tq, kv_heads, groups, last))
-        return _blocked(ops.transpose(x, (0, 2, 3, 1, 4)), 3, nq, bq, 0.0)
+        return _blocked(ops.transpose(x, (0, 2, 3, 1, 4)), 3, nq, bq)
 
     def from_query_side(x, last):
         x = _unblocked(x, 3, tq)  # (b, kv, g, tq, last)
@@ -160,7 +137,7 @@ def chunked_attention(
 
     def key_side(x):
         x = ops.transpose(ops.cast(x, "float32"), (0, 2, 1, 3))
-        return _blocked(x, 2, nk, bk, 0.0)
+        return _blocked(x, 2, nk, bk)
 
     def from_key_side(x):
         return ops.transpose(_unblocked(x, 2, tk), (0, 2, 1, 3))
@@ -178,7 +155,7 @@ def chunked_attention(
                 hi_key = ops.minimum(last + window_size, tk)
         if is_causal:
             hi_key = ops.minimum(last + 1, tk)
-        return lo_key // bk, _ceil_div(hi_key, bk)
+        return lo_key // bk, ceil_div(hi_key, bk)
 
     def query_blocks_seeing(j):
         """Query block range `[lo, hi)` that sees key block `j`."""
@@ -190,7 +167,7 @@ def chunked_attention(
             hi_query = ops.minimum(last + window_size, tq)
             if not is_causal:
                 lo_query = ops.maximum(first - window_size + 1, 0)
-        return lo_query // bq, _ceil_div(hi_query, bq)
+        return lo_query // bq, ceil_div(hi_query, bq)
 
     def tile_logits(q_i, k_j, i, j, bias_tiles):
         query_pos, key_pos = positions(i, bq), positions(j, bk)
@@ -219,7 +196,7 @@ def chunked_attention(
         bias_tiles = None
         if bias_in:
             bias_tiles = _Tiles(
-                ops.cast(ops.stop_gradient(bias_in[0]), "float32"), nq, bq, nk, bk, 0.0
+                ops.cast(ops.stop_gradient(bias_in[0]), "float32"), nq, bq, nk, bk
             )
 
         def query_block(i, carry):
@@ -249,7 +226,7 @@ def chunked_attention(
             out_i = acc / safe_l[..., None]
             # Queries that see no key output zeros and never use their lse.
             lse_i = ops.where(seen, m + ops.log(safe_l), 0.0)
-            return _write(out_buf, [i], out_i), _write(lse_buf, [i], lse_i)
+            return write(out_buf, [i], out_i), write(lse_buf, [i], lse_i)
 
         out_buf = ops.repeat(ops.zeros_like(qb[..., :1]), dv, axis=-1)
         lse_buf = ops.zeros_like(qb[..., 0])
@@ -280,7 +257,7 @@ def chunked_attention(
                     ds = p * (dp - delta_buf[i][..., None])
                     dq_i = dq_buf[i] + ops.einsum("bhgqk,bhkd->bhgqd", ds, k_j)
                     dk_j = dk_j + ops.einsum("bhgqk,bhgqd->bhkd", ds, q_i)
-                    new = (_write(dq_buf, [i], dq_i), dk_j, dv_j)
+                    new = (write(dq_buf, [i], dq_i), dk_j, dv_j)
                     if bias_tiles is not None:
                         new += (bias_tiles.add(state[3], i, j, ds),)
                     return new
@@ -290,7 +267,7 @@ def chunked_attention(
                 state += tuple(carry[3:])
                 state = ops.fori_loop(lo, hi, query_block, state)
                 dq_buf, dk_j, dv_j = state[:3]
-                new = (dq_buf, _write(dk_buf, [j], dk_j), _write(dv_buf, [j], dv_j))
+                new = (dq_buf, write(dk_buf, [j], dk_j), write(dv_buf, [j], dv_j))
                 return new + tuple(state[3:])
 
             carry = ops.fori_loop(0, nk, key_block, carry)

@@ -13,6 +13,8 @@ mask = ops.causal_mask(8) & ops.padding_mask(lengths, max_length=8)
 import keras  # noqa: F401  (used by the docstring examples)
 from keras import ops
 
+from keras_attention.ops.scores import position_mask
+
 
 def _check_length(name, value, fn):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -23,10 +25,9 @@ def _check_length(name, value, fn):
 
 
 def _positions(query_length, key_length, offset):
-    """Query and key position grids of shape (Tq, 1) and (1, Tk)."""
-    q = ops.expand_dims(ops.arange(query_length, dtype="int32"), 1) + offset
-    k = ops.expand_dims(ops.arange(key_length, dtype="int32"), 0)
-    return q, k
+    """Query positions (in key coordinates) and key positions."""
+    q = ops.arange(query_length, dtype="int32") + offset
+    return q, ops.arange(key_length, dtype="int32")
 
 
 def causal_mask(query_length, key_length=None, *, offset=0):
@@ -56,7 +57,7 @@ def causal_mask(query_length, key_length=None, *, offset=0):
     _check_length("query_length", query_length, "causal_mask")
     _check_length("key_length", key_length, "causal_mask")
     q, k = _positions(query_length, key_length, offset)
-    return ops.less_equal(k, q)
+    return position_mask(q, k, is_causal=True)
 
 
 def sliding_window_mask(
@@ -89,10 +90,7 @@ def sliding_window_mask(
     _check_length("key_length", key_length, "sliding_window_mask")
     _check_length("window_size", window_size, "sliding_window_mask")
     q, k = _positions(query_length, key_length, offset)
-    distance = q - k
-    if causal:
-        return ops.logical_and(distance >= 0, distance < window_size)
-    return ops.abs(distance) < window_size
+    return position_mask(q, k, is_causal=causal, window_size=window_size)
 
 
 def padding_mask(lengths_or_mask, max_length=None):

@@ -5,8 +5,10 @@ query head `kv * groups + g` reads key/value head `kv`. Masks and biases are
 brought to rank 5 in the same layout by `group_heads`.
 """
 
+import keras  # noqa: F401  (used by the docstring examples)
 import numpy as np
 from keras import ops
+from keras import random
 
 # Masked logits take the most negative finite float32: softmax runs in
 # float32, and a finite value keeps `logit - row_max` free of `inf - inf`.
@@ -40,9 +42,14 @@ def position_mask(
 ):
     """Which keys each query may see by position alone.
 
+    Positions are compared by index (top-left aligned, like `is_causal` in
+    `dot_product_attention`).
+
     Args:
-        query_pos: int vector of query positions.
-        key_pos: int vector of key positions.
+        query_pos: int tensor `(..., Tq)` of query positions.
+        key_pos: int tensor `(..., Tk)` of key positions; its leading axes
+            broadcast against the query's (one row of keys per block of
+            queries, say).
         is_causal: hide keys after the query.
         window_size: int or None; keep `|i - j| < window_size` (with
             `is_causal`, `0 <= i - j < window_size`).
@@ -50,11 +57,18 @@ def position_mask(
             padding of the last block).
 
     Returns:
-        Boolean `(len(query_pos), len(key_pos))`, or `None` if nothing is
-        hidden.
+        Boolean `(..., Tq, Tk)` (axes that no condition depends on keep
+        size 1), or `None` if nothing is hidden.
+
+    Example:
+
+    >>> m = position_mask(keras.ops.arange(3), keras.ops.arange(3),
+    ...                   is_causal=True)
+    >>> keras.ops.convert_to_numpy(m).astype(int).tolist()
+    [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
     """
-    q = query_pos[:, None]
-    k = key_pos[None, :]
+    q = query_pos[..., :, None]
+    k = key_pos[..., None, :]
     allowed = []
     if is_causal:
         allowed.append(k <= q)
@@ -135,15 +149,69 @@ def row_max(x, axis=-1):
     return ops.max(x, axis=axis, keepdims=True, initial=NEG)
 
 
-def masked_softmax(logits, allowed):
-    """Softmax over the last axis of float32 `logits` (already hidden with
-    `NEG` where not `allowed`); rows with nothing allowed give zeros."""
-    # The softmax does not depend on the shift, so its gradient through the
-    # row maximum is zero: stopping it keeps autodiff from saving more
-    # (Tq, Tk) tensors for the backward pass.
-    shift = ops.stop_gradient(row_max(logits))
-    p = ops.exp(logits - shift)
-    if allowed is not None:
-        p = ops.where(allowed, p, 0.0)
-    total = ops.sum(p, axis=-1, keepdims=True)
-    return p / ops.where(total > 0.0, total, 1.0)
+def masked_softmax(logits, allowed=None, *, return_lse=False):
+    """Softmax over the last axis of float32 `logits`, kept to `allowed`.
+
+    Entries that are not allowed get zero weight whatever their logit, and a
+    row with nothing allowed (or no entry at all) gets zeros, never NaN. The
+    hand-written gradient, `w * (g - sum(w * g))` (plus `w * g_lse` for the
+    log-sum-exp), keeps only the weights `w` for the backward pass: autodiff
+    would also keep the exponentials and the unnormalised probabilities,
+    each as large as the scores.
+
+    Args:
+        logits: float32 tensor, the scores of a row on its last axis.
+        allowed: optional boolean tensor broadcastable to `logits`;
+            `True` = may attend.
+        return_lse: bool, also return the log-sum-exp of each row's allowed
+            logits (what merging partial softmaxes needs).
+
+    Returns:
+        float32 weights shaped like `logits`; with `return_lse=True`, the
+        tuple `(weights, lse)` where `lse` keeps the last axis with size 1
+        and is `NEG` for rows with nothing allowed.
+
+    Example:
+
+    >>> w = masked_softmax(keras.ops.zeros((2, 3)),
+    ...                    keras.ops.array([[True, True, False]] * 2))
+    >>> keras.ops.convert_to_numpy(w).tolist()
+    [[0.5, 0.5, 0.0], [0.5, 0.5, 0.0]]
+    """
+
+    def forward(x):
+        if allowed is not None:
+            x = ops.where(allowed, x, NEG)
+        shift = row_max(x)
+        p = ops.exp(x - shift)
+        if allowed is not None:
+            p = ops.where(allowed, p, 0.0)
+        total = ops.sum(p, axis=-1, keepdims=True)
+        # A row with nothing allowed divides (and takes the log of) 1.
+        seen = total > 0.0
+        total = ops.where(seen, total, 1.0)
+        weights = p / total
+
+        def grad(*args, upstream=None):
+            if upstream is not None:
+                args = tuple(upstream) if return_lse else (upstream,)
+            inner = ops.sum(weights * args[0], axis=-1, keepdims=True)
+            result = weights * (args[0] - inner)
+            if return_lse and args[1] is not None:
+                result = result + weights * args[1]
+            return result
+
+        if not return_lse:
+            return weights, grad
+        lse = ops.where(seen, shift + ops.log(total), NEG)
+        return (weights, lse), grad
+
+    return ops.custom_gradient(forward)(logits)
+
+
+def dropout_weights(weights, dropout):
+    """Attention dropout: `dropout` is `None` or `(rate, seed)`."""
+    if dropout is None:
+        return weights
+    rate, seed = dropout
+    return random.dropout(weights, rate, seed=seed)

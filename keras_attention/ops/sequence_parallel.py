@@ -33,6 +33,8 @@ from keras import ops
 from keras import random
 
 from keras_attention.ops import scores as sc
+from keras_attention.ops.tiling import ceil_div
+from keras_attention.ops.tiling import pad_axis
 
 # Sentinel log-sum-exp of a query that sees no key of a shard.
 NEG = sc.NEG
@@ -159,19 +161,7 @@ def partial_attention(
         allowed = sc.both(sc.group_heads(mask, kv_heads, groups), allowed)
         # Padding may hold anything (NaN, inf): keep it out of the products.
         key, value = sc.hide_unseen(mask, key, value)
-    if allowed is not None:
-        logits = ops.where(allowed, logits, NEG)
-    row_max = sc.row_max(logits)
-    p = ops.exp(logits - row_max)
-    if allowed is not None:
-        p = ops.where(allowed, p, 0.0)
-    total = ops.sum(p, axis=-1, keepdims=True)
-    seen = total > 0.0
-    # `where` on both sides: `log(0)` must not exist even on the branch that
-    # is thrown away, or its infinite gradient turns into NaN.
-    safe_total = ops.where(seen, total, 1.0)
-    lse = ops.where(seen, row_max + ops.log(safe_total), NEG)
-    weights = p / safe_total
+    weights, lse = sc.masked_softmax(logits, allowed, return_lse=True)
     if training and dropout_rate:
         weights = random.dropout(weights, float(dropout_rate), seed=seed)
     out = ops.einsum(
@@ -252,25 +242,8 @@ def shard_bounds(length, num_shards):
     Shards have `ceil(length / num_shards)` keys each; the last one is
     padded (with keys that are masked out) to that length.
     """
-    if isinstance(length, int):
-        shard = -(-length // num_shards)
-    else:
-        shard = -ops.floor_divide(-length, num_shards)
+    shard = ceil_div(length, num_shards)
     return shard, shard * num_shards
-
-
-def _pad_axis(x, axis, amount, value):
-    """Appends `amount` (int or scalar tensor) entries of `value` on `axis`."""
-    if isinstance(amount, int):
-        if amount == 0:
-            return x
-        widths = [(0, 0)] * len(x.shape)
-        widths[axis] = (0, amount)
-        return ops.pad(x, widths, constant_values=value)
-    shape = [sc.static_or_dynamic(x, i) for i in range(len(x.shape))]
-    shape[axis] = amount
-    filler = ops.full(shape, value, dtype=x.dtype)
-    return ops.concatenate([x, filler], axis=axis)
 
 
 def sequence_parallel_attention(
@@ -332,10 +305,10 @@ def sequence_parallel_attention(
     tk = sc.static_or_dynamic(key, 1)
     shard, padded = shard_bounds(tk, num_shards)
     pad = padded - tk
-    key = _pad_axis(key, 1, pad, 0)
-    value = _pad_axis(value, 1, pad, 0)
+    key = pad_axis(key, 1, pad)
+    value = pad_axis(value, 1, pad)
     if mask is not None and mask.shape[-1] != 1:
-        mask = _pad_axis(mask, 3, pad, False)
+        mask = pad_axis(mask, 3, pad)
     # Padded keys are hidden by position; unpadded problems need no check.
     key_length = None if isinstance(pad, int) and pad == 0 else tk
     outputs, lses = [], []
