@@ -9,6 +9,8 @@ from keras_attention.layers.base import BaseAttention
 from keras_attention.layers.registry import Tunable
 from keras_attention.layers.registry import register_attention
 from keras_attention.ops import sparse as sparse_ops
+from keras_attention.ops.scores import static_or_dynamic
+from keras_attention.ops.tiling import ceil_div
 
 PATTERNS = ("bigbird", "strided", "fixed", "layout", "topk")
 
@@ -403,9 +405,9 @@ class SparseAttention(BaseAttention):
             return result if return_attention_scores else (result, None)
 
         b = self.block_size
-        tq = sparse_ops._size(query, 1)
-        tk = sparse_ops._size(key, 1)
-        nq, nk = sparse_ops._ceil_div(tq, b), sparse_ops._ceil_div(tk, b)
+        tq = static_or_dynamic(query, 1)
+        tk = static_or_dynamic(key, 1)
+        nq, nk = ceil_div(tq, b), ceil_div(tk, b)
         index, valid = self._blocks(nq, nk, use_causal_mask)
         global_rows = self._global_rows(use_causal_mask)
         if not global_rows:
@@ -455,7 +457,7 @@ class SparseAttention(BaseAttention):
         mask_global = mask_rest = mask
         if mask is not None and len(mask.shape) >= 2 and mask.shape[-2] != 1:
             mask_global, mask_rest = mask[..., :split, :], mask[..., split:, :]
-        rows = sparse_ops._ceil_div(sparse_ops._size(q_global, 1), b)
+        rows = ceil_div(static_or_dynamic(q_global, 1), b)
         everything = ops.broadcast_to(
             ops.arange(nk, dtype="int32")[None], (rows, nk)
         )

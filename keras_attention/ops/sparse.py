@@ -6,8 +6,8 @@ Two cores, both on `(batch, seq, heads, head_dim)` tensors, written with
 - `block_sparse_attention`: the sequence is cut into blocks of `block_size`
   positions and every query block attends to a short list of key blocks
   (`block_index`, `(num_query_blocks, K)`). Only those `K` key blocks are
-  gathered and scored, so time and memory are
-  `O(Tq * K * block_size)`, never `O(Tq * Tk)`.
+  gathered and scored (by the block engine, `keras_attention.ops.blocks`),
+  so time and memory are `O(Tq * K * block_size)`, never `O(Tq * Tk)`.
 - `top_k_attention`: every query keeps its `top_k` highest-scoring keys
   (dynamic sparsity). The selection scans the scores chunk by chunk without
   gradients (time `O(Tq * Tk)`, memory `O(chunk * Tk)`); the softmax and its
@@ -27,44 +27,21 @@ query's dtype.
 
 import numpy as np
 from keras import ops
-from keras import random
 
 from keras_attention.ops import scores as sc
+from keras_attention.ops.blocks import BlockLayout
+from keras_attention.ops.blocks import block_attention
+from keras_attention.ops.tiling import ceil_div
+from keras_attention.ops.tiling import is_static
+from keras_attention.ops.tiling import pad_axis
+from keras_attention.ops.tiling import split_blocks
+from keras_attention.ops.tiling import write
 
 NEG = sc.NEG
 
 
-# --------------------------------------------------------------------------
-# small helpers (sizes may be Python ints or scalar tensors)
-# --------------------------------------------------------------------------
-def _is_int(x):
-    return isinstance(x, (int, np.integer))
-
-
-def _ceil_div(a, b):
-    if _is_int(a) and _is_int(b):
-        return -(-int(a) // int(b))
-    return -ops.floor_divide(-a, b)
-
-
-def _minimum(a, b):
-    if _is_int(a) and _is_int(b):
-        return min(int(a), int(b))
-    return ops.minimum(a, b)
-
-
 def _size(x, axis):
     return sc.static_or_dynamic(x, axis)
-
-
-def _pad_axis(x, axis, length, value=0):
-    """Pads `axis` of `x` at the end up to `length` with `value`."""
-    size = _size(x, axis)
-    if _is_int(size) and _is_int(length) and size == length:
-        return x
-    widths = [[0, 0] for _ in x.shape]
-    widths[axis] = [0, length - size]
-    return ops.pad(x, widths, constant_values=value)
 
 
 def _arange(n):
@@ -75,23 +52,9 @@ def _int(x):
     return ops.cast(x, "int32")
 
 
-def _softmax_rows(logits, allowed):
-    """Masked float32 softmax over the last axis; empty rows give zeros.
-
-    Hidden logits become `NEG`, whose `exp(NEG - row_max)` is exactly 0 as
-    soon as the row has one allowed logit; a row with none (its maximum is
-    `NEG`) is zeroed by a per-row factor, which saves a second full-size
-    `where` (and its saved copy for the gradient).
-    """
-    if allowed is None:
-        return ops.softmax(logits, axis=-1)
-    logits = ops.where(allowed, logits, NEG)
-    # `initial` also lets an empty tensor through (no query rows).
-    row_max = sc.row_max(logits)
-    p = ops.exp(logits - row_max)
-    total = ops.sum(p, axis=-1, keepdims=True)
-    seen = row_max > 0.5 * NEG
-    return p * ops.where(seen, 1.0 / total, 0.0)
+def _pad_to(x, axis, length):
+    """Pads `axis` of `x` at the end up to `length`."""
+    return pad_axis(x, axis, length - _size(x, axis))
 
 
 def _empty(query, key, value, return_weights):
@@ -105,55 +68,9 @@ def _empty(query, key, value, return_weights):
     return out, weights
 
 
-def _dropout(weights, dropout):
-    if dropout is None:
-        return weights
-    rate, seed = dropout
-    return random.dropout(weights, rate, seed=seed)
-
-
 # --------------------------------------------------------------------------
 # block-sparse core
 # --------------------------------------------------------------------------
-def _gathered_mask(mask5, index, nq, nk, block):
-    """The part of a rank-5 mask that the gathered tiles see.
-
-    Args:
-        mask5: boolean `(b|1, kv|1, g|1, Tq|1, Tk|1)`.
-        index: int `(nq, K)`, clipped to `[0, nk)`.
-
-    Returns:
-        Boolean broadcastable to the tile layout
-        `(b, nq, kv, g, block, K * block)`.
-    """
-    lead = [_size(mask5, i) for i in range(3)]
-    k_count = _size(index, 1)
-    by_query = mask5.shape[3] != 1
-    by_key = mask5.shape[4] != 1
-    if by_query:
-        mask5 = _pad_axis(mask5, 3, nq * block, False)
-    if not by_key:
-        if not by_query:
-            return mask5[:, None]  # (b, 1, kv, g, 1, 1)
-        m = ops.reshape(mask5, lead + [nq, block, 1])
-        return ops.transpose(m, (0, 3, 1, 2, 4, 5))
-    mask5 = _pad_axis(mask5, 4, nk * block, False)
-    if not by_query:
-        m = ops.reshape(mask5, lead + [nk, block])
-        m = ops.take(m, ops.reshape(index, (-1,)), axis=3)
-        m = ops.reshape(m, lead + [nq, 1, k_count * block])
-        return ops.transpose(m, (0, 3, 1, 2, 4, 5))
-    # (.., nq, bq, nk, bk) -> (.., nq * nk, bq, bk): pick tile (i, index[i, m]).
-    m = ops.reshape(mask5, lead + [nq, block, nk, block])
-    m = ops.transpose(m, (0, 1, 2, 3, 5, 4, 6))
-    m = ops.reshape(m, lead + [nq * nk, block, block])
-    flat = _arange(nq)[:, None] * nk + index
-    m = ops.take(m, ops.reshape(flat, (-1,)), axis=3)
-    m = ops.reshape(m, lead + [nq, k_count, block, block])
-    m = ops.transpose(m, (0, 3, 1, 2, 5, 4, 6))
-    return ops.reshape(m, [lead[0], nq] + lead[1:] + [block, k_count * block])
-
-
 def block_sparse_attention(
     query,
     key,
@@ -199,70 +116,25 @@ def block_sparse_attention(
     Returns:
         `(batch, Tq, heads, dv)` in the query's dtype, or `(output, weights)`.
     """
-    b = int(block_size)
     if key.shape[1] == 0:
         return _empty(query, key, value, return_weights)
-    # Padding may hold anything (NaN, inf): keep it out of the products.
-    key, value = sc.hide_unseen(mask, key, value)
-    batch = _size(query, 0)
-    tq, heads, d = _size(query, 1), query.shape[2], query.shape[3]
-    tk, kv_heads, dv = _size(key, 1), key.shape[2], value.shape[3]
-    groups = heads // kv_heads
-    nq, nk = _ceil_div(tq, b), _ceil_div(tk, b)
-    k_count = _size(block_index, 1)
-    if scale is None:
-        scale = 1.0 / float(np.sqrt(d))
-    block_index = _int(block_index)
-    index = ops.clip(block_index, 0, ops.maximum(nk - 1, 0))
-
-    # Float32 scores: float16 ones overflow once |q . k| * scale > 65504.
-    q = _pad_axis(ops.cast(query, "float32") * scale, 1, nq * b)
-    q = ops.reshape(q, (batch, nq, b, kv_heads, groups, d))
-
-    def gather(x, last):
-        x = _pad_axis(ops.cast(x, "float32"), 1, nk * b)
-        x = ops.reshape(x, (batch, nk, b, kv_heads, last))
-        x = ops.take(x, ops.reshape(index, (-1,)), axis=1)
-        return ops.reshape(x, (batch, nq, k_count * b, kv_heads, last))
-
-    k_tiles, v_tiles = gather(key, d), gather(value, dv)
-    # Tile layout (b, nq, kv, g, bq, K * bk): the batched matmul's own output
-    # layout, so no score-sized transpose is made (or kept for the gradient).
-    logits = ops.einsum("bnqhgd,bnkhd->bnhgqk", q, k_tiles)
-
-    key_pos = ops.reshape(block_index[:, :, None] * b + _arange(b), (nq, -1))
-    allowed = ops.logical_and(key_pos >= 0, key_pos < tk)
-    valid = ops.reshape(
-        ops.repeat(ops.cast(block_valid, "bool")[:, :, None], b, axis=2),
-        (nq, -1),
+    num_key_blocks = ceil_div(_size(key, 1), int(block_size))
+    layout = BlockLayout(block_index, block_valid, num_key_blocks)
+    out, weights = block_attention(
+        query,
+        key,
+        value,
+        layout,
+        block_size=block_size,
+        mask=mask,
+        is_causal=is_causal,
+        scale=scale,
+        first_query_block=first_query_block,
+        dropout=dropout,
     )
-    allowed = ops.logical_and(allowed, valid)[:, None, :]  # (nq, 1, K*bk)
-    if is_causal:
-        query_pos = (first_query_block + _arange(nq))[:, None] * b + _arange(b)
-        allowed = ops.logical_and(
-            allowed, key_pos[:, None, :] <= query_pos[:, :, None]
-        )
-    allowed = allowed[:, None, None]  # (nq, 1, 1, bq|1, K*bk)
-    if mask is not None:
-        mask5 = sc.group_heads(ops.cast(mask, "bool"), kv_heads, groups)
-        allowed = ops.logical_and(
-            allowed, _gathered_mask(mask5, index, nq, nk, b)
-        )
-    weights = _softmax_rows(logits, allowed)
-    attended = _dropout(weights, dropout)
-    out = ops.einsum("bnhgqk,bnkhd->bnqhgd", attended, v_tiles)
-    out = ops.reshape(out, (batch, nq * b, heads, dv))[:, :tq]
-    out = ops.cast(out, query.dtype)
     if not return_weights:
         return out
-    # Dense view: tile m of row i goes to key block index[i, m].
-    hit = ops.logical_and(
-        ops.cast(block_valid, "bool")[:, :, None],
-        index[:, :, None] == _arange(nk)[None, None, :],
-    )
-    w = ops.reshape(weights, (batch, nq, kv_heads, groups, b, k_count, b))
-    dense = ops.einsum("bnhgqmk,nmj->bhgnqjk", w, ops.cast(hit, w.dtype))
-    dense = ops.reshape(dense, (batch, heads, nq * b, nk * b))[:, :, :tq, :tk]
+    dense = layout.dense_weights(weights, _size(query, 1), _size(key, 1))
     return out, ops.cast(dense, query.dtype)
 
 
@@ -271,7 +143,7 @@ def block_sparse_attention(
 # --------------------------------------------------------------------------
 def _default_stride(num_key_blocks):
     """`ceil(sqrt(num_key_blocks))`, at least 1."""
-    if _is_int(num_key_blocks):
+    if is_static(num_key_blocks):
         return max(1, int(np.ceil(np.sqrt(num_key_blocks))))
     root = ops.ceil(ops.sqrt(ops.cast(num_key_blocks, "float32")))
     return ops.maximum(_int(root), 1)
@@ -302,7 +174,7 @@ def strided_blocks(
         num_local_blocks - 1
     )
     local_ok = ops.logical_and(local >= 0, local < nk)
-    count = _ceil_div(nk, stride)
+    count = ceil_div(nk, stride)
     strided = ops.mod(rows, stride) + _arange(count)[None] * stride
     strided_ok = ops.logical_and(
         strided < nk, ops.abs(rows - strided) >= num_local_blocks
@@ -334,7 +206,7 @@ def fixed_blocks(
     chunk = ops.floor_divide(rows, stride)
     own = chunk * stride + _arange(stride)[None]
     own_ok = own < nk
-    count = _ceil_div(nk, stride)
+    count = ceil_div(nk, stride)
     # Summary t of chunk c is block c * stride + stride - 1 - t.
     last = _arange(count)[:, None] * stride + stride - 1
     take = _arange(num_summary_blocks)[None]
@@ -485,13 +357,6 @@ def block_layout(index, valid, num_key_blocks):
 # --------------------------------------------------------------------------
 # top-k core
 # --------------------------------------------------------------------------
-def _write(buffer, i, value):
-    """`buffer[i] = value` for a loop index (in place under XLA)."""
-    zero = ops.zeros((), "int32")
-    starts = ops.stack([ops.cast(i, "int32")] + [zero] * len(value.shape))
-    return ops.slice_update(buffer, starts, value[None])
-
-
 def _grouped_query(x, kv_heads, groups):
     """`(b, t, h, d)` -> `(b, kv, g, t, d)`."""
     b, t = _size(x, 0), _size(x, 1)
@@ -511,40 +376,28 @@ def _select_top_k(q5, k4, mask5, *, top_k, tk, is_causal, chunk):
         `(index, valid)`: int32 and bool, `(b, kv, g, Tq, top_k)`.
     """
     batch, kv_heads, groups = _size(q5, 0), q5.shape[1], q5.shape[2]
-    tq, d = _size(q5, 3), q5.shape[4]
+    tq = _size(q5, 3)
     tkp = _size(k4, 2)
-    chunk = int(chunk) if not _is_int(tq) else max(1, min(int(chunk), tq))
-    n_chunks = _ceil_div(tq, chunk)
-    q5 = _pad_axis(q5, 3, n_chunks * chunk)
-    q_chunks = ops.moveaxis(
-        ops.reshape(q5, (batch, kv_heads, groups, n_chunks, chunk, d)), 3, 0
-    )
-    key_ok = (_arange(tkp) < tk)[None, :]  # (1, Tkp)
+    chunk = int(chunk) if not is_static(tq) else max(1, min(int(chunk), tq))
+    n_chunks = ceil_div(tq, chunk)
+    q_chunks = ops.moveaxis(split_blocks(q5, 3, n_chunks, chunk), 3, 0)
     by_query = False
     if mask5 is not None:
         if mask5.shape[4] != 1:
-            mask5 = _pad_axis(mask5, 4, tkp, False)
+            mask5 = _pad_to(mask5, 4, tkp)
         by_query = mask5.shape[3] != 1
         if by_query:
-            lead = [_size(mask5, i) for i in range(3)]
-            mask5 = _pad_axis(mask5, 3, n_chunks * chunk, False)
-            mask5 = ops.moveaxis(
-                ops.reshape(
-                    mask5, lead + [n_chunks, chunk, _size(mask5, 4)]
-                ),
-                3,
-                0,
-            )
+            mask5 = ops.moveaxis(split_blocks(mask5, 3, n_chunks, chunk), 3, 0)
 
     def body(i, carry):
         index_buf, value_buf = carry
         s = ops.einsum("bhgqd,bhkd->bhgqk", q_chunks[i], k4)
-        allowed = key_ok
-        if is_causal:
-            query_pos = i * chunk + _arange(chunk)
-            allowed = ops.logical_and(
-                allowed, _arange(tkp)[None, :] <= query_pos[:, None]
-            )
+        allowed = sc.position_mask(
+            i * chunk + _arange(chunk),
+            _arange(tkp),
+            is_causal=is_causal,
+            key_length=tk,
+        )
         if mask5 is not None:
             allowed = ops.logical_and(
                 allowed, mask5[i] if by_query else mask5
@@ -552,8 +405,8 @@ def _select_top_k(q5, k4, mask5, *, top_k, tk, is_causal, chunk):
         s = ops.where(allowed, s, NEG)
         values, index = ops.top_k(s, top_k, sorted=True)
         return (
-            _write(index_buf, i, _int(index)),
-            _write(value_buf, i, values),
+            write(index_buf, [i], _int(index)),
+            write(value_buf, [i], values),
         )
 
     shape = (n_chunks, batch, kv_heads, groups, chunk, top_k)
@@ -617,7 +470,7 @@ def top_k_attention(
     if 0 in (query.shape[1], key.shape[1]):
         # Nothing to select (and no chunk of queries to walk).
         return _empty(query, key, value, return_weights)
-    tkp = max(tk, top_k) if _is_int(tk) else ops.maximum(tk, top_k)
+    tkp = max(tk, top_k) if is_static(tk) else ops.maximum(tk, top_k)
     # Padding may hold anything (NaN, inf): keep it out of the products.
     key, value = sc.hide_unseen(mask, key, value)
     mask5 = None
@@ -627,7 +480,7 @@ def top_k_attention(
     # Float32 scores: float16 ones overflow once |q . k| * scale > 65504.
     q5 = _grouped_query(ops.cast(query, "float32") * scale, kv_heads, groups)
     k4, v4 = (
-        ops.transpose(_pad_axis(ops.cast(x, "float32"), 1, tkp), (0, 2, 1, 3))
+        ops.transpose(_pad_to(ops.cast(x, "float32"), 1, tkp), (0, 2, 1, 3))
         for x in (key, value)
     )
     index, valid = _select_top_k(
@@ -655,8 +508,8 @@ def top_k_attention(
 
     k_sel, v_sel = gather(k4, d), gather(v4, dv)
     logits = ops.einsum("bhgqd,bhgqkd->bhgqk", q5, k_sel)
-    weights = _softmax_rows(logits, valid)
-    attended = _dropout(weights, dropout)
+    weights = sc.masked_softmax(logits, valid)
+    attended = sc.dropout_weights(weights, dropout)
     out = ops.einsum("bhgqk,bhgqkd->bhgqd", attended, v_sel)
     out = ops.reshape(ops.transpose(out, (0, 3, 1, 2, 4)), (batch, tq, heads, dv))
     out = ops.cast(out, query.dtype)
