@@ -8,7 +8,8 @@ brought to rank 5 in the same layout by `group_heads`.
 import keras  # noqa: F401  (used by the docstring examples)
 import numpy as np
 from keras import ops
-from keras import random
+
+from keras_attention.ops.dropout import dropout as dropout_op
 
 # Masked logits take the most negative finite float32: softmax runs in
 # float32, and a finite value keeps `logit - row_max` free of `inf - inf`.
@@ -214,4 +215,4 @@ def dropout_weights(weights, dropout):
     if dropout is None:
         return weights
     rate, seed = dropout
-    return random.dropout(weights, rate, seed=seed)
+    return dropout_op(weights, rate, seed=seed)

@@ -30,9 +30,9 @@ import contextlib
 import math
 
 from keras import ops
-from keras import random
 
 from keras_attention.ops import scores as sc
+from keras_attention.ops.dropout import dropout
 from keras_attention.ops.tiling import ceil_div
 from keras_attention.ops.tiling import pad_axis
 
@@ -163,7 +163,7 @@ def partial_attention(
         key, value = sc.hide_unseen(mask, key, value)
     weights, lse = sc.masked_softmax(logits, allowed, return_lse=True)
     if training and dropout_rate:
-        weights = random.dropout(weights, float(dropout_rate), seed=seed)
+        weights = dropout(weights, float(dropout_rate), seed=seed)
     out = ops.einsum(
         "bhgqk,bkhd->bqhgd", weights, ops.cast(value, "float32")
     )
