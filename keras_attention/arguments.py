@@ -11,6 +11,7 @@ The source is named from what the caller passes:
   `` `squad_data` ``).
 """
 
+import math
 import numbers
 
 
@@ -100,3 +101,62 @@ def check_heads(source, hidden_dim, num_heads):
         raise argument_error(
             source, "num_heads", f"must divide hidden_dim={hidden_dim}", f"num_heads={num_heads}"
         )
+
+
+def is_number(value):
+    """Whether `value` is a real number (a NumPy one too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_int_or_scalar(source, argument, value, minimum=None):
+    """Raises unless `value` is an integer `>= minimum` or a scalar tensor.
+
+    A tensor's value may only be known at run time (while tracing), so only
+    its rank is checked.
+    """
+    bound = "" if minimum is None else f" >= {minimum}"
+    if is_int(value):
+        if minimum is not None and value < minimum:
+            raise argument_error(source, argument, f"must be an integer{bound}", f"{argument}={value}")
+        return value
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        if len(value.shape) > 0:
+            raise argument_error(
+                source,
+                argument,
+                f"must be a scalar, got a tensor of shape {tuple(value.shape)}",
+                f"{argument}={value}",
+            )
+        return value
+    raise argument_error(
+        source,
+        argument,
+        f"must be an integer or scalar tensor{bound}",
+        f"{argument}={value!r} (of type {type(value).__name__})",
+    )
+
+
+def check_positive_float(source, argument, value):
+    """Raises unless `value` is a positive finite number; returns it."""
+    if not is_number(value) or not value > 0 or not math.isfinite(value):
+        raise argument_error(source, argument, "must be a positive finite number", f"{argument}={value!r}")
+    return value
+
+
+def check_float_dtype(source, argument, dtype):
+    """Raises unless `dtype` names a floating point dtype; returns it
+    standardized (`"float32"`, `"float16"`, `"bfloat16"`, ...)."""
+    import keras
+
+    try:
+        standard = keras.backend.standardize_dtype(dtype)
+    except (ValueError, TypeError, AttributeError):
+        standard = None
+    if standard is None or "float" not in standard:
+        raise argument_error(
+            source,
+            argument,
+            "must be a floating point dtype such as 'float32', 'float16' or 'bfloat16'",
+            f"{argument}={dtype!r}",
+        )
+    return standard

@@ -3,8 +3,8 @@
 import keras
 from keras import ops
 
-from keras_attention.ops.positions import _check_int
-from keras_attention.ops.positions import _is_int
+from keras_attention.arguments import check_int
+from keras_attention.arguments import is_int
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -55,7 +55,7 @@ class PositionEmbedding(keras.layers.Layer):
 
     def __init__(self, sequence_length, initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
-        _check_int("sequence_length", sequence_length, 1, allow_tensor=False)
+        check_int(self, "sequence_length", sequence_length, 1)
         self.sequence_length = int(sequence_length)
         self.initializer = keras.initializers.get(initializer)
         # The embeddings do not depend on which positions are padding, so any
@@ -79,7 +79,7 @@ class PositionEmbedding(keras.layers.Layer):
         self.built = True
 
     def _check_length(self, length, start_index):
-        if not (_is_int(length) and _is_int(start_index)):
+        if not (is_int(length) and is_int(start_index)):
             return
         if start_index < 0 or start_index + length > self.sequence_length:
             raise ValueError(

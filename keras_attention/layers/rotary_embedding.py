@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_attention.ops.positions import _check_positive_float
+from keras_attention.arguments import check_positive_float
 from keras_attention.ops.positions import apply_rotary_embedding
 
 
@@ -55,8 +55,8 @@ class RotaryEmbedding(keras.layers.Layer):
 
     def __init__(self, max_wavelength=10000, scaling_factor=1.0, **kwargs):
         super().__init__(**kwargs)
-        _check_positive_float("max_wavelength", max_wavelength)
-        _check_positive_float("scaling_factor", scaling_factor)
+        check_positive_float(self, "max_wavelength", max_wavelength)
+        check_positive_float(self, "scaling_factor", scaling_factor)
         self.max_wavelength = max_wavelength
         self.scaling_factor = scaling_factor
         self.supports_masking = True

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_attention.ops.positions import _check_positive_float
+from keras_attention.arguments import check_positive_float
 from keras_attention.ops.positions import sinusoidal_positions
 
 
@@ -55,7 +55,7 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
 
     def __init__(self, max_wavelength=10000, **kwargs):
         super().__init__(**kwargs)
-        _check_positive_float("max_wavelength", max_wavelength)
+        check_positive_float(self, "max_wavelength", max_wavelength)
         self.max_wavelength = max_wavelength
         # The encodings do not depend on which positions are padding, so any
         # incoming Keras mask is passed through unchanged.

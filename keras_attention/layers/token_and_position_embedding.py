@@ -3,11 +3,11 @@
 import keras
 from keras import ops
 
+from keras_attention.arguments import check_int
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.sinusoidal_position_encoding import (
     SinusoidalPositionEncoding,
 )
-from keras_attention.ops.positions import _check_int
 
 _POSITIONS = ("learned", "sinusoidal")
 
@@ -84,9 +84,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_int("vocabulary_size", vocabulary_size, 1, allow_tensor=False)
-        _check_int("sequence_length", sequence_length, 1, allow_tensor=False)
-        _check_int("embedding_dim", embedding_dim, 1, allow_tensor=False)
+        check_int(self, "vocabulary_size", vocabulary_size, 1)
+        check_int(self, "sequence_length", sequence_length, 1)
+        check_int(self, "embedding_dim", embedding_dim, 1)
         if position not in _POSITIONS:
             raise ValueError(
                 f"`position` must be one of {_POSITIONS}. "

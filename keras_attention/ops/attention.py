@@ -24,6 +24,8 @@ import math
 from keras import backend
 from keras import ops
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
 from keras_attention.ops import scores as sc
 from keras_attention.ops.chunked import chunked_attention
 
@@ -37,11 +39,7 @@ AUTO_CHUNKED_MIN_SCORES = 1024 * 1024
 # --------------------------------------------------------------------------
 # argument checks
 # --------------------------------------------------------------------------
-def _fail(argument, expected, received):
-    raise ValueError(
-        f"`dot_product_attention`: `{argument}` {expected}. "
-        f"Received: {received}"
-    )
+FUNCTION = "dot_product_attention"
 
 
 def _is_float(dtype):
@@ -52,7 +50,8 @@ def _broadcast_dims(argument, x, target):
     """Left-pads `x`'s static shape to rank 4 and checks it broadcasts."""
     shape = tuple(x.shape)
     if len(shape) > 4:
-        _fail(
+        raise argument_error(
+            FUNCTION,
             argument,
             "must have rank <= 4 and broadcast to (batch, heads, Tq, Tk) "
             f"= {target}",
@@ -61,7 +60,8 @@ def _broadcast_dims(argument, x, target):
     padded = (1,) * (4 - len(shape)) + shape
     for have, want in zip(padded, target):
         if have not in (1, None) and want is not None and have != want:
-            _fail(
+            raise argument_error(
+                FUNCTION,
                 argument,
                 "must broadcast to (batch, heads, Tq, Tk) "
                 f"= {target}",
@@ -73,7 +73,8 @@ def _broadcast_dims(argument, x, target):
 def _validate(query, key, value, mask, bias, alibi_slopes, implementation):
     for name, x in (("query", query), ("key", key), ("value", value)):
         if len(x.shape) != 4:
-            _fail(
+            raise argument_error(
+                FUNCTION,
                 name,
                 "must have rank 4: (batch, seq, heads, head_dim)",
                 f"{name}.shape={tuple(x.shape)}",
@@ -82,33 +83,38 @@ def _validate(query, key, value, mask, bias, alibi_slopes, implementation):
     bk, tk, hk, dk = key.shape
     bv, tv, hv, _ = value.shape
     if d is not None and dk is not None and d != dk:
-        _fail(
+        raise argument_error(
+            FUNCTION,
             "key",
             f"must have the query's head_dim ({d}) as its last dimension",
             f"query.shape={tuple(query.shape)}, key.shape={tuple(key.shape)}",
         )
     if tk is not None and tv is not None and tk != tv:
-        _fail(
+        raise argument_error(
+            FUNCTION,
             "value",
             f"must have as many positions as key ({tk})",
             f"key.shape={tuple(key.shape)}, value.shape={tuple(value.shape)}",
         )
     if hk is not None and hv is not None and hk != hv:
-        _fail(
+        raise argument_error(
+            FUNCTION,
             "value",
             f"must have as many heads as key ({hk})",
             f"key.shape={tuple(key.shape)}, value.shape={tuple(value.shape)}",
         )
     for other, name in ((bk, "key"), (bv, "value")):
         if b is not None and other is not None and other != b:
-            _fail(
+            raise argument_error(
+                FUNCTION,
                 name,
                 f"must have the query's batch size ({b})",
                 f"query.shape={tuple(query.shape)}, "
                 f"{name}.shape={tuple((key if name == 'key' else value).shape)}",
             )
     if h is not None and hk is not None and h % hk != 0:
-        _fail(
+        raise argument_error(
+            FUNCTION,
             "key",
             "must have a number of heads that divides the query's "
             f"({h} query heads)",
@@ -117,7 +123,8 @@ def _validate(query, key, value, mask, bias, alibi_slopes, implementation):
     target = (b, h, tq, tk)
     if mask is not None:
         if backend.standardize_dtype(mask.dtype) != "bool":
-            _fail(
+            raise argument_error(
+                FUNCTION,
                 "mask",
                 "must be boolean (True = may attend)",
                 f"mask.dtype={mask.dtype}",
@@ -125,17 +132,19 @@ def _validate(query, key, value, mask, bias, alibi_slopes, implementation):
         _broadcast_dims("mask", mask, target)
     if bias is not None:
         if not _is_float(bias.dtype):
-            _fail("bias", "must be a float tensor", f"bias.dtype={bias.dtype}")
+            raise argument_error(FUNCTION, "bias", "must be a float tensor", f"bias.dtype={bias.dtype}")
         _broadcast_dims("bias", bias, target)
     if alibi_slopes is not None:
         if tuple(alibi_slopes.shape) not in ((h,), (None,)):
-            _fail(
+            raise argument_error(
+                FUNCTION,
                 "alibi_slopes",
                 f"must have shape (heads,) = ({h},)",
                 f"alibi_slopes.shape={tuple(alibi_slopes.shape)}",
             )
     if implementation is not None and implementation not in IMPLEMENTATIONS:
-        _fail(
+        raise argument_error(
+            FUNCTION,
             "implementation",
             f"must be None or one of {IMPLEMENTATIONS}",
             f"implementation={implementation!r}",
@@ -271,27 +280,14 @@ def dot_product_attention(
         alibi_slopes = ops.convert_to_tensor(alibi_slopes, "float32")
     _validate(query, key, value, mask, bias, alibi_slopes, implementation)
     if not 0.0 <= float(dropout_rate) < 1.0:
-        _fail("dropout_rate", "must be in [0, 1)", f"dropout_rate={dropout_rate}")
-    if block_size is not None and (
-        isinstance(block_size, bool)
-        or not isinstance(block_size, int)
-        or block_size < 1
-    ):
-        _fail("block_size", "must be a positive int", f"block_size={block_size!r}")
-    if window_size is not None and (
-        isinstance(window_size, bool)
-        or not isinstance(window_size, int)
-        or window_size < 1
-    ):
-        _fail(
-            "window_size",
-            "must be None or a positive int",
-            f"window_size={window_size!r}",
-        )
+        raise argument_error(FUNCTION, "dropout_rate", "must be in [0, 1)", f"dropout_rate={dropout_rate}")
+    check_positive_int(FUNCTION, "block_size", block_size, allow_none=True)
+    check_positive_int(FUNCTION, "window_size", window_size, allow_none=True)
 
     heads, kv_heads = query.shape[2], key.shape[2]
     if heads is None or kv_heads is None:
-        _fail(
+        raise argument_error(
+            FUNCTION,
             "query",
             "must have a static number of heads",
             f"query.shape={tuple(query.shape)}",
@@ -300,7 +296,7 @@ def dot_product_attention(
     head_dim = query.shape[-1] if query.shape[-1] is not None else None
     if scale is None:
         if head_dim is None:
-            _fail("query", "needs a static head_dim when scale is None", tuple(query.shape))
+            raise argument_error(FUNCTION, "query", "needs a static head_dim when scale is None", tuple(query.shape))
         scale = 1.0 / math.sqrt(head_dim)
     scale = float(scale)
 
@@ -321,21 +317,24 @@ def dot_product_attention(
         )
     if implementation == "chunked":
         if return_scores:
-            _fail(
+            raise argument_error(
+                FUNCTION,
                 "return_scores",
                 "is not available with implementation='chunked' (it never "
                 "holds the full weights); use implementation='exact'",
                 "return_scores=True",
             )
         if use_dropout:
-            _fail(
+            raise argument_error(
+                FUNCTION,
                 "dropout_rate",
                 "must be 0 with implementation='chunked' while training; use "
                 "implementation='exact' for attention dropout",
                 f"dropout_rate={dropout_rate}",
             )
         if tq is None or tk is None:
-            _fail(
+            raise argument_error(
+                FUNCTION,
                 "implementation",
                 "'chunked' needs static sequence lengths",
                 f"query.shape={tuple(query.shape)}, key.shape={tuple(key.shape)}",

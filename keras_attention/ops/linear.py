@@ -46,6 +46,7 @@ import math
 from keras import ops
 from keras import random
 
+from keras_attention.arguments import argument_error
 from keras_attention.ops import scores as sc
 
 FEATURE_MAPS = ("elu", "relu", "favor")
@@ -53,10 +54,6 @@ DEFAULT_CHUNK_SIZE = 64
 DEFAULT_EPSILON = 1e-6
 
 
-def _fail(function, argument, expected, received):
-    raise ValueError(
-        f"`{function}`: `{argument}` {expected}. Received: {received}"
-    )
 
 
 # --------------------------------------------------------------------------
@@ -111,7 +108,7 @@ def _features(x, kind, projection, is_query, key_mask):
         `(batch, 1, heads, 1)` for keys (no gradient flows through it).
     """
     if kind not in FEATURE_MAPS:
-        _fail(
+        raise argument_error(
             "apply_feature_map",
             "kind",
             f"must be one of {FEATURE_MAPS}",
@@ -130,7 +127,7 @@ def _features(x, kind, projection, is_query, key_mask):
         features = ops.relu(x)
     else:
         if projection is None:
-            _fail(
+            raise argument_error(
                 "apply_feature_map",
                 "projection",
                 "is required for kind='favor'",
@@ -216,7 +213,7 @@ def _normalise(numerator_and_total, epsilon):
 def _check(function, query, key, value, key_mask):
     for name, x in (("query", query), ("key", key), ("value", value)):
         if len(x.shape) != 4:
-            _fail(
+            raise argument_error(
                 function,
                 name,
                 "must have rank 4: (batch, seq, heads, head_dim)",
@@ -225,7 +222,7 @@ def _check(function, query, key, value, key_mask):
     _, _, heads, d = query.shape
     _, tk, kv_heads, dk = key.shape
     if d is not None and dk is not None and d != dk:
-        _fail(
+        raise argument_error(
             function,
             "key",
             f"must have the query's head_dim ({d}) as its last dimension",
@@ -235,21 +232,21 @@ def _check(function, query, key, value, key_mask):
         value.shape[1],
         tk,
     ):
-        _fail(
+        raise argument_error(
             function,
             "value",
             f"must have the key's positions and heads ({tk}, {kv_heads})",
             f"key.shape={tuple(key.shape)}, value.shape={tuple(value.shape)}",
         )
     if heads is None or kv_heads is None or heads % kv_heads:
-        _fail(
+        raise argument_error(
             function,
             "key",
             "must have a static number of heads dividing the query's",
             f"query.shape={tuple(query.shape)}, key.shape={tuple(key.shape)}",
         )
     if key_mask is not None and len(key_mask.shape) != 2:
-        _fail(
+        raise argument_error(
             function,
             "key_mask",
             "must be a boolean (batch, Tk) key padding mask",
@@ -538,7 +535,7 @@ def linear_attention(
         key_mask = ops.convert_to_tensor(key_mask)
     _check("linear_attention", query, key, value, key_mask)
     if feature_map not in FEATURE_MAPS:
-        _fail(
+        raise argument_error(
             "linear_attention",
             "feature_map",
             f"must be one of {FEATURE_MAPS}",
@@ -546,7 +543,7 @@ def linear_attention(
         )
     if feature_map == "favor":
         if projection is None:
-            _fail(
+            raise argument_error(
                 "linear_attention",
                 "projection",
                 "is required with feature_map='favor' (see "
@@ -555,7 +552,7 @@ def linear_attention(
             )
         projection = ops.convert_to_tensor(projection)
         if tuple(projection.shape[1:]) != (query.shape[-1],):
-            _fail(
+            raise argument_error(
                 "linear_attention",
                 "projection",
                 f"must have shape (num_features, head_dim={query.shape[-1]})",
@@ -564,7 +561,7 @@ def linear_attention(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or (
         chunk_size < 1
     ):
-        _fail(
+        raise argument_error(
             "linear_attention",
             "chunk_size",
             "must be a positive int",
@@ -573,7 +570,7 @@ def linear_attention(
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or (
         epsilon < 0
     ):
-        _fail(
+        raise argument_error(
             "linear_attention",
             "epsilon",
             "must be a number >= 0",

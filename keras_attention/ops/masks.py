@@ -13,15 +13,8 @@ mask = ops.causal_mask(8) & ops.padding_mask(lengths, max_length=8)
 import keras  # noqa: F401  (used by the docstring examples)
 from keras import ops
 
+from keras_attention.arguments import check_positive_int
 from keras_attention.ops.scores import position_mask
-
-
-def _check_length(name, value, fn):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{fn}`: `{name}` must be a positive Python int. "
-            f"Received: {name}={value!r}"
-        )
 
 
 def _positions(query_length, key_length, offset):
@@ -54,8 +47,8 @@ def causal_mask(query_length, key_length=None, *, offset=0):
     [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
     """
     key_length = query_length if key_length is None else key_length
-    _check_length("query_length", query_length, "causal_mask")
-    _check_length("key_length", key_length, "causal_mask")
+    check_positive_int("causal_mask", "query_length", query_length)
+    check_positive_int("causal_mask", "key_length", key_length)
     q, k = _positions(query_length, key_length, offset)
     return position_mask(q, k, is_causal=True)
 
@@ -86,9 +79,9 @@ def sliding_window_mask(
     [[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]
     """
     key_length = query_length if key_length is None else key_length
-    _check_length("query_length", query_length, "sliding_window_mask")
-    _check_length("key_length", key_length, "sliding_window_mask")
-    _check_length("window_size", window_size, "sliding_window_mask")
+    check_positive_int("sliding_window_mask", "query_length", query_length)
+    check_positive_int("sliding_window_mask", "key_length", key_length)
+    check_positive_int("sliding_window_mask", "window_size", window_size)
     q, k = _positions(query_length, key_length, offset)
     return position_mask(q, k, is_causal=causal, window_size=window_size)
 
@@ -126,7 +119,7 @@ def padding_mask(lengths_or_mask, max_length=None):
                 "`padding_mask`: `max_length` is required when passing "
                 "lengths. Received: max_length=None"
             )
-        _check_length("max_length", max_length, "padding_mask")
+        check_positive_int("padding_mask", "max_length", max_length)
         positions = ops.arange(max_length, dtype=x.dtype)
         valid = ops.less(positions[None, :], x[:, None])
     elif rank == 2:

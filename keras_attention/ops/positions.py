@@ -7,12 +7,15 @@ the requested or input dtype, because angles such as `position * frequency`
 lose all precision in float16/bfloat16 beyond a few hundred positions.
 """
 
-import math
-import numbers
-
 import keras
 import numpy as np
 from keras import ops
+
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_float_dtype
+from keras_attention.arguments import check_int
+from keras_attention.arguments import check_int_or_scalar
+from keras_attention.arguments import check_positive_float
 
 __all__ = [
     "alibi_bias",
@@ -20,70 +23,6 @@ __all__ = [
     "apply_rotary_embedding",
     "sinusoidal_positions",
 ]
-
-
-# --------------------------------------------------------------------------
-# Argument checks shared by the functions below (and by the position layers).
-# Tensors are accepted for lengths and offsets; they are only checked when
-# they are plain Python/NumPy numbers, because their value is unknown while
-# tracing.
-# --------------------------------------------------------------------------
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_int(name, value, minimum=None, allow_tensor=True):
-    """Checks `value` is an integer `>= minimum` (tensors pass unchecked)."""
-    bound = "" if minimum is None else f" >= {minimum}"
-    if _is_int(value):
-        if minimum is not None and value < minimum:
-            raise ValueError(
-                f"`{name}` must be an integer{bound}. Received: {name}={value}"
-            )
-        return
-    if allow_tensor and hasattr(value, "shape") and hasattr(value, "dtype"):
-        # A tensor (or array); its value may only be known at run time, so
-        # only its rank is checked here.
-        if len(value.shape) > 0:
-            raise ValueError(
-                f"`{name}` must be a scalar, got a tensor of shape "
-                f"{tuple(value.shape)}. Received: {name}={value}"
-            )
-        return
-    kind = "an integer" if not allow_tensor else "an integer or scalar tensor"
-    raise ValueError(
-        f"`{name}` must be {kind}{bound}. "
-        f"Received: {name}={value!r} (of type {type(value).__name__})"
-    )
-
-
-def _check_positive_float(name, value):
-    if not _is_number(value) or not value > 0 or not math.isfinite(value):
-        raise ValueError(
-            f"`{name}` must be a positive finite number. "
-            f"Received: {name}={value!r}"
-        )
-
-
-def _check_float_dtype(name, dtype):
-    try:
-        dtype = keras.backend.standardize_dtype(dtype)
-    except (ValueError, TypeError, AttributeError):
-        raise ValueError(
-            f"`{name}` must be a floating point dtype. Received: {name}={dtype!r}"
-        )
-    if "float" not in dtype:
-        raise ValueError(
-            f"`{name}` must be a floating point dtype such as 'float32', "
-            f"'float16' or 'bfloat16'. Received: {name}={dtype!r}"
-        )
-    return dtype
 
 
 def _inverse_frequencies(num_frequencies, dim, max_wavelength):
@@ -144,16 +83,18 @@ def sinusoidal_positions(
         - [Vaswani et al., 2017, "Attention Is All You Need", section 3.5](
           https://arxiv.org/abs/1706.03762)
     """
-    _check_int("length", length, 0)
-    _check_int("dim", dim, 1, allow_tensor=False)
+    check_int_or_scalar("sinusoidal_positions", "length", length, 0)
+    check_int("sinusoidal_positions", "dim", dim, 1)
     if dim % 2:
-        raise ValueError(
-            "`dim` must be even (sine and cosine channels come in pairs). "
-            f"Received: dim={dim}"
+        raise argument_error(
+            "sinusoidal_positions",
+            "dim",
+            "must be even (sine and cosine channels come in pairs)",
+            f"dim={dim}",
         )
-    _check_positive_float("max_wavelength", max_wavelength)
-    _check_int("start", start)
-    dtype = _check_float_dtype("dtype", dtype)
+    check_positive_float("sinusoidal_positions", "max_wavelength", max_wavelength)
+    check_int_or_scalar("sinusoidal_positions", "start", start)
+    dtype = check_float_dtype("sinusoidal_positions", "dtype", dtype)
 
     positions = ops.cast(ops.arange(length), "float32")
     positions = positions + ops.cast(start, "float32")
@@ -230,19 +171,22 @@ def apply_rotary_embedding(
     if not isinstance(x, keras.KerasTensor):
         x = ops.convert_to_tensor(x)
     if len(x.shape) != 4:
-        raise ValueError(
-            "`x` must have rank 4, shaped (batch, seq, heads, head_dim). "
-            f"Received: x.shape={tuple(x.shape)}"
+        raise argument_error(
+            "apply_rotary_embedding",
+            "x",
+            "must have rank 4, shaped (batch, seq, heads, head_dim)",
+            f"x.shape={tuple(x.shape)}",
         )
     head_dim = x.shape[-1]
     if head_dim is None or head_dim % 2:
-        raise ValueError(
-            "The last axis of `x` (head_dim) must be static and even, "
-            "because channels are rotated in pairs. "
-            f"Received: x.shape={tuple(x.shape)}"
+        raise argument_error(
+            "apply_rotary_embedding",
+            "x",
+            "needs a last axis (head_dim) that must be static and even (channels are rotated in pairs)",
+            f"x.shape={tuple(x.shape)}",
         )
-    _check_positive_float("max_wavelength", max_wavelength)
-    _check_positive_float("scaling_factor", scaling_factor)
+    check_positive_float("apply_rotary_embedding", "max_wavelength", max_wavelength)
+    check_positive_float("apply_rotary_embedding", "scaling_factor", scaling_factor)
 
     seq_len = ops.shape(x)[1]
     if positions is None:
@@ -252,9 +196,11 @@ def apply_rotary_embedding(
             positions = ops.convert_to_tensor(positions)
         rank = len(positions.shape)
         if rank not in (1, 2):
-            raise ValueError(
-                "`positions` must have shape (seq,) or (batch, seq). "
-                f"Received: positions.shape={tuple(positions.shape)}"
+            raise argument_error(
+                "apply_rotary_embedding",
+                "positions",
+                "must have shape (seq,) or (batch, seq)",
+                f"positions.shape={tuple(positions.shape)}",
             )
         static_seq = positions.shape[-1]
         if (
@@ -338,7 +284,7 @@ def alibi_slopes(num_heads):
           Biases Enables Input Length Extrapolation"](
           https://arxiv.org/abs/2108.12409)
     """
-    _check_int("num_heads", num_heads, 1, allow_tensor=False)
+    check_int("alibi_slopes", "num_heads", num_heads, 1)
     return ops.convert_to_tensor(
         np.asarray(_slopes_list(int(num_heads)), dtype="float32")
     )
@@ -377,14 +323,16 @@ def alibi_bias(query_length, key_length, slopes):
           Biases Enables Input Length Extrapolation"](
           https://arxiv.org/abs/2108.12409)
     """
-    _check_int("query_length", query_length, 0)
-    _check_int("key_length", key_length, 0)
+    check_int_or_scalar("alibi_bias", "query_length", query_length, 0)
+    check_int_or_scalar("alibi_bias", "key_length", key_length, 0)
     if not isinstance(slopes, keras.KerasTensor):
         slopes = ops.convert_to_tensor(slopes)
     if len(slopes.shape) != 1:
-        raise ValueError(
-            "`slopes` must be a 1D tensor of shape (num_heads,). "
-            f"Received: slopes.shape={tuple(slopes.shape)}"
+        raise argument_error(
+            "alibi_bias",
+            "slopes",
+            "must be a 1D tensor of shape (num_heads,)",
+            f"slopes.shape={tuple(slopes.shape)}",
         )
     slopes = ops.cast(slopes, "float32")
     query_pos = ops.cast(ops.arange(query_length), "float32")

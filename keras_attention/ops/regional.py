@@ -20,22 +20,13 @@ head `i` reads key/value head `i // (heads // kv_heads)`.
 
 from keras import ops
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_int
+from keras_attention.arguments import check_positive_int
 from keras_attention.ops import scores as sc
 from keras_attention.ops.blocks import BlockLayout
 from keras_attention.ops.blocks import block_attention
 from keras_attention.ops.tiling import ceil_div
-
-
-def _fail(argument, expected, received):
-    raise ValueError(
-        f"`regional_attention`: `{argument}` {expected}. Received: {received}"
-    )
-
-
-def _check_int(argument, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "positive" if minimum == 1 else "non-negative"
-        _fail(argument, f"must be a {kind} int", f"{argument}={value!r}")
 
 
 def region_offsets(num_neighbors, is_causal):
@@ -74,8 +65,8 @@ def region_mask(
     >>> keras.ops.convert_to_numpy(m).astype(int).tolist()
     [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]
     """
-    _check_int("region_size", region_size, 1)
-    _check_int("num_neighbors", num_neighbors, 0)
+    check_positive_int("region_mask", "region_size", region_size)
+    check_int("region_mask", "num_neighbors", num_neighbors, 0)
     key_length = query_length if key_length is None else key_length
     q = ops.arange(query_length, dtype="int32")
     k = ops.arange(key_length, dtype="int32")
@@ -148,13 +139,14 @@ def regional_attention(
     query = ops.convert_to_tensor(query)
     key = ops.convert_to_tensor(key)
     value = ops.convert_to_tensor(value)
-    _check_int("region_size", region_size, 1)
-    _check_int("num_neighbors", num_neighbors, 0)
+    check_positive_int("regional_attention", "region_size", region_size)
+    check_int("regional_attention", "num_neighbors", num_neighbors, 0)
     if window_size is not None:
-        _check_int("window_size", window_size, 1)
+        check_positive_int("regional_attention", "window_size", window_size)
     for name, x in (("query", query), ("key", key), ("value", value)):
         if len(x.shape) != 4:
-            _fail(
+            raise argument_error(
+                "regional_attention",
                 name,
                 "must have rank 4: (batch, seq, heads, head_dim)",
                 f"{name}.shape={tuple(x.shape)}",
@@ -162,13 +154,15 @@ def regional_attention(
     heads, head_dim = query.shape[2], query.shape[3]
     kv_heads, value_dim = key.shape[2], value.shape[3]
     if heads is None or kv_heads is None or head_dim is None or value_dim is None:
-        _fail(
+        raise argument_error(
+            "regional_attention",
             "query",
             "must have static heads and head dimensions",
             f"query.shape={tuple(query.shape)}, key.shape={tuple(key.shape)}",
         )
     if heads % kv_heads or value.shape[2] != kv_heads or key.shape[3] != head_dim:
-        _fail(
+        raise argument_error(
+            "regional_attention",
             "key",
             "must have the query's head_dim and a number of heads dividing "
             "the query's, shared with value",
@@ -178,7 +172,8 @@ def regional_attention(
     if mask is not None:
         mask = ops.convert_to_tensor(mask)
         if len(mask.shape) > 4:
-            _fail(
+            raise argument_error(
+                "regional_attention",
                 "mask",
                 "must broadcast to (batch, heads, Tq, Tk)",
                 f"mask.shape={tuple(mask.shape)}",

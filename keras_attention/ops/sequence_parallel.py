@@ -31,6 +31,7 @@ import math
 
 from keras import ops
 
+from keras_attention.arguments import argument_error
 from keras_attention.ops import scores as sc
 from keras_attention.ops.dropout import dropout
 from keras_attention.ops.tiling import ceil_div
@@ -43,17 +44,13 @@ NEG = sc.NEG
 _SEEN_THRESHOLD = NEG / 2
 
 
-def _fail(function, argument, expected, received):
-    raise ValueError(
-        f"`{function}`: `{argument}` {expected}. Received: {received}"
-    )
 
 
 def _default_scale(function, query, scale):
     if scale is not None:
         return float(scale)
     if query.shape[-1] is None:
-        _fail(
+        raise argument_error(
             function,
             "query",
             "needs a static head_dim when scale is None",
@@ -120,7 +117,7 @@ def partial_attention(
     value = ops.convert_to_tensor(value)
     for name, x in (("query", query), ("key", key), ("value", value)):
         if len(x.shape) != 4:
-            _fail(
+            raise argument_error(
                 "partial_attention",
                 name,
                 "must have rank 4: (batch, seq, heads, head_dim)",
@@ -128,7 +125,7 @@ def partial_attention(
             )
     heads, kv_heads = query.shape[2], key.shape[2]
     if heads is None or kv_heads is None or heads % kv_heads:
-        _fail(
+        raise argument_error(
             "partial_attention",
             "key",
             "must have a static number of heads dividing the query's",
@@ -205,7 +202,7 @@ def merge_partials(outputs, lses, return_lse=False):
     outputs = list(outputs)
     lses = list(lses)
     if not outputs or len(outputs) != len(lses):
-        _fail(
+        raise argument_error(
             "merge_partials",
             "outputs",
             "must be a non-empty list as long as `lses`",
@@ -288,7 +285,7 @@ def sequence_parallel_attention(
     if isinstance(num_shards, bool) or not isinstance(num_shards, int) or (
         num_shards < 1
     ):
-        _fail(
+        raise argument_error(
             "sequence_parallel_attention",
             "num_shards",
             "must be a positive int",
