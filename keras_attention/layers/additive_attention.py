@@ -5,19 +5,15 @@ from keras import ops
 
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
-from keras_attention.layers.attention_masking import mask_queries
-from keras_attention.layers.attention_masking import merge_masks
-from keras_attention.layers.attention_masking import set_keras_mask
-from keras_attention.layers.base import BaseAttention
 from keras_attention.layers.registry import register_attention
+from keras_attention.layers.single_head_attention import SingleHeadAttention
 from keras_attention.ops.attention import attend_with_scores
-from keras_attention.ops.scores import hide_unseen
 
 SCORES = ("additive", "general")
 
 
 @register_attention("additive")
-class AdditiveAttention(keras.layers.Layer):
+class AdditiveAttention(SingleHeadAttention):
     """Bahdanau (additive) or Luong "general" attention, with learned scores.
 
     For each query `q_i` and key `k_j` the layer computes a score
@@ -138,9 +134,6 @@ class AdditiveAttention(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    # The same rank/feature/positions/batch checks as the projected shell.
-    _check_input_shapes = BaseAttention._check_input_shapes
-
     def _kernel(self, name, shape, offset):
         initializer = self.kernel_initializer
         config = initializer.get_config()
@@ -155,14 +148,7 @@ class AdditiveAttention(keras.layers.Layer):
             regularizer=self.kernel_regularizer,
         )
 
-    def build(self, query_shape, value_shape, key_shape=None):
-        key_shape = value_shape if key_shape is None else key_shape
-        query_shape, value_shape, key_shape = (
-            tuple(query_shape),
-            tuple(value_shape),
-            tuple(key_shape),
-        )
-        self._check_input_shapes(query_shape, value_shape, key_shape)
+    def _build_weights(self, query_shape, value_shape, key_shape):
         dq, dk = query_shape[-1], key_shape[-1]
         if self.score == "general":
             self.kernel = self._kernel("kernel", (dq, dk), 0)
@@ -179,7 +165,6 @@ class AdditiveAttention(keras.layers.Layer):
                     initializer=self.bias_initializer,
                     regularizer=self.bias_regularizer,
                 )
-        self.built = True
 
     def _logits(self, query, key):
         # In float32 under every dtype policy: float16 scores (and the sums
@@ -199,35 +184,18 @@ class AdditiveAttention(keras.layers.Layer):
             "bqku,u->bqk", hidden, ops.cast(self.score_vector, "float32")
         )
 
-    def call(
+    def _attend(
         self,
         query,
+        key,
         value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
+        mask,
+        use_causal_mask,
+        return_attention_scores,
+        training,
     ):
-        if key is None:
-            key = value
-        self._check_input_shapes(
-            tuple(query.shape), tuple(value.shape), tuple(key.shape)
-        )
-        for tensor in (query, value, key):
-            set_keras_mask(tensor, None)
-        mask = merge_masks(
-            self, 1, query, value, value_mask, key_mask, attention_mask
-        )
-        # Padding may hold anything (NaN, inf): keep it out of every product
-        # (and gradient).
-        value, key = hide_unseen(mask, value, key)
-        logits = self._logits(query, key)
         result = attend_with_scores(
-            logits,
+            self._logits(query, key),
             value,
             mask=mask,
             use_causal_mask=use_causal_mask,
@@ -236,46 +204,7 @@ class AdditiveAttention(keras.layers.Layer):
             training=bool(training),
             return_scores=return_attention_scores,
         )
-        out, weights = result if return_attention_scores else (result, None)
-        if weights is not None:
-            weights = weights[:, None]
-        out, weights = mask_queries(self, query, query_mask, out, weights)
-        if query_mask is not None:
-            set_keras_mask(out, query_mask)
-        if return_attention_scores:
-            return out, weights[:, 0]
-        return out
-
-    def compute_output_shape(self, query_shape, value_shape, key_shape=None):
-        key_shape = value_shape if key_shape is None else key_shape
-        self._check_input_shapes(
-            tuple(query_shape), tuple(value_shape), tuple(key_shape)
-        )
-        return tuple(query_shape[:-1]) + (value_shape[-1],)
-
-    def compute_output_spec(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
-    ):
-        key_shape = None if key is None else key.shape
-        shape = self.compute_output_shape(query.shape, value.shape, key_shape)
-        output = keras.KerasTensor(shape, dtype=self.compute_dtype)
-        if return_attention_scores:
-            weights = keras.KerasTensor(
-                (query.shape[0], query.shape[1], value.shape[1]),
-                dtype=self.compute_dtype,
-            )
-            return output, weights
-        return output
+        return result if return_attention_scores else (result, None)
 
     def get_config(self):
         config = super().get_config()

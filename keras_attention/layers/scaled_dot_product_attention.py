@@ -6,15 +6,12 @@ from keras import ops
 from keras_attention import ops as attention_ops
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_rate
-from keras_attention.layers.attention_masking import mask_queries
-from keras_attention.layers.attention_masking import merge_masks
-from keras_attention.layers.attention_masking import set_keras_mask
 from keras_attention.layers.registry import register_attention
-from keras_attention.ops.scores import hide_unseen
+from keras_attention.layers.single_head_attention import SingleHeadAttention
 
 
 @register_attention("scaled_dot_product")
-class ScaledDotProductAttention(keras.layers.Layer):
+class ScaledDotProductAttention(SingleHeadAttention):
     """The classic attention function as a layer: no projections, one head.
 
     `softmax(query @ key^T * scale) @ value` on `(batch, T, dim)` tensors,
@@ -91,7 +88,9 @@ class ScaledDotProductAttention(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def _check(self, query_shape, value_shape, key_shape):
+    # Looser than the default checks: feature sizes may be unknown and batch
+    # sizes are not compared, but the query's and key's feature sizes match.
+    def _check_input_shapes(self, query_shape, value_shape, key_shape):
         for argument, shape in (
             ("query", query_shape),
             ("value", value_shape),
@@ -123,36 +122,16 @@ class ScaledDotProductAttention(keras.layers.Layer):
                 f"key.shape={tuple(key_shape)}, value.shape={tuple(value_shape)}",
             )
 
-    def build(self, query_shape, value_shape, key_shape=None):
-        key_shape = value_shape if key_shape is None else key_shape
-        self._check(tuple(query_shape), tuple(value_shape), tuple(key_shape))
-        self.built = True
-
-    def call(
+    def _attend(
         self,
         query,
+        key,
         value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
+        mask,
+        use_causal_mask,
+        return_attention_scores,
+        training,
     ):
-        if key is None:
-            key = value
-        # Also when built: a rank-2 input would fail in an op, unnamed.
-        self._check(tuple(query.shape), tuple(value.shape), tuple(key.shape))
-        for tensor in (query, value, key):
-            set_keras_mask(tensor, None)
-        mask = merge_masks(
-            self, 1, query, value, value_mask, key_mask, attention_mask
-        )
-        # Padding may hold anything (NaN, inf): keep it out of every product
-        # (and gradient).
-        value, key = hide_unseen(mask, value, key)
         result = attention_ops.dot_product_attention(
             query[:, :, None, :],
             key[:, :, None, :],
@@ -167,42 +146,9 @@ class ScaledDotProductAttention(keras.layers.Layer):
             implementation=self.implementation,
         )
         out, scores = result if return_attention_scores else (result, None)
-        out, scores = mask_queries(self, query, query_mask, out, scores)
-        out = ops.squeeze(out, 2)
-        if query_mask is not None:
-            set_keras_mask(out, query_mask)
-        if return_attention_scores:
-            return out, ops.squeeze(scores, 1)
-        return out
-
-    def compute_output_shape(self, query_shape, value_shape, key_shape=None):
-        key_shape = value_shape if key_shape is None else key_shape
-        self._check(tuple(query_shape), tuple(value_shape), tuple(key_shape))
-        return tuple(query_shape[:-1]) + (value_shape[-1],)
-
-    def compute_output_spec(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
-    ):
-        key_shape = None if key is None else key.shape
-        shape = self.compute_output_shape(query.shape, value.shape, key_shape)
-        output = keras.KerasTensor(shape, dtype=self.compute_dtype)
-        if return_attention_scores:
-            scores = keras.KerasTensor(
-                (query.shape[0], query.shape[1], value.shape[1]),
-                dtype=self.compute_dtype,
-            )
-            return output, scores
-        return output
+        if scores is not None:
+            scores = ops.squeeze(scores, 1)
+        return ops.squeeze(out, 2), scores
 
     def get_config(self):
         config = super().get_config()
