@@ -1,7 +1,8 @@
 """Benchmark dot-product attention: keras_attention against Keras, side by side.
 
-Every implementation runs on the same inputs (batch 1, 4 heads x 64 head_dim,
-float32 by default) across sequence lengths, in two modes:
+Every implementation runs on the same inputs (batch 1, 4 heads x 64 head_dim)
+across sequence lengths and dtypes (float32 on CPU, float32, float16 and
+bfloat16 on GPU by default; ``--dtypes``), in two modes:
 
 * ``fwd``      the attention output only;
 * ``fwd+bwd``  the output plus the gradient of ``sum(output * cotangent)`` with
@@ -13,8 +14,12 @@ Each step is compiled with ``tf.function(jit_compile=True)`` (XLA) unless
 fresh worker subprocess, so peak resident memory is per configuration; the
 worker is killed when its resident memory goes over ``--max-memory-gib`` or it
 runs longer than ``--timeout`` seconds, and the longer lengths of that series
-are then skipped. A plain float32 matmul, measured once in the same run, gives
+are then skipped. A plain matmul in each dtype, measured in the same run, gives
 the roofline that each row's achieved GFLOP/s is compared with.
+
+The device is TensorFlow's (benchmarks/device.py): the first GPU it sees, else
+the CPU. On GPU the memory columns hold TensorFlow's GPU allocator peak instead
+of the worker's resident memory, and the default lengths go on to 65536.
 
 Implementations (select with ``--only``):
 
@@ -35,6 +40,7 @@ Usage (from the repository root)::
     python benchmarks/attention.py --lengths 1024 4096 --modes fwd --causal
     python benchmarks/attention.py --layers --output benchmarks/results/cpu
     python benchmarks/attention.py --only keras.dpa,ka.chunked --no-xla
+    python benchmarks/attention.py --dtypes float32,bfloat16 --layers
 
 ``--output PATH`` writes ``PATH.md`` (the tables) and ``PATH.json`` (every
 measurement). Progress goes to stderr, the tables to stdout. See
@@ -48,7 +54,6 @@ import dataclasses
 import json
 import os
 import platform
-import resource
 import signal
 import statistics
 import subprocess
@@ -58,6 +63,9 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import device  # noqa: E402  (benchmarks/device.py)
 
 MODES = {"fwd": "forward", "fwd+bwd": "forward+backward"}
 
@@ -136,9 +144,13 @@ OP_ROWS = [name for name, impl in IMPLEMENTATIONS.items() if impl.kind == "op"]
 LAYER_ROWS = [n for n, impl in IMPLEMENTATIONS.items() if impl.kind == "layer"]
 
 DEFAULT_LENGTHS = [256, 512, 1024, 2048, 4096, 8192, 16384]
+# A GPU gets through the longer lengths in seconds; a series still stops at
+# its first OOM or timeout.
+GPU_LENGTHS = DEFAULT_LENGTHS + [32768, 65536]
 QUICK_LENGTHS = [256, 512]
-GIB = 1024**3
-MIB = 1024**2
+MATMUL_SIZE = {"cpu": 2048, "gpu": 8192}  # a GPU needs more work per call
+GIB = device.GIB
+MIB = device.MIB
 
 
 # --------------------------------------------------------------------------
@@ -174,21 +186,8 @@ def flop_formula(cfg):
 # --------------------------------------------------------------------------
 
 
-def _status_bytes(field, pid="self"):
-    """A size field ("VmRSS", "VmSize") of /proc/PID/status, or None."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024  # Reported in kB.
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _peak_rss_bytes():
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # KiB on Linux
+_status_bytes = device.status_bytes
+_peak_rss_bytes = device.peak_rss_bytes
 
 
 def _system_busy_seconds():
@@ -221,12 +220,8 @@ def _import_tensorflow():
 
 
 def _sync(outputs):
-    """Waits for `outputs` (a no-op copy on CPU, a device sync elsewhere)."""
-    import tensorflow as tf
-
-    for tensor in tf.nest.flatten(outputs):
-        if tensor is not None:  # e.g. the gradient of an unused key/value
-            tensor.numpy()
+    """Waits for `outputs` (a no-op copy on CPU, a device sync on GPU)."""
+    device.sync(outputs)
 
 
 def _make_attend(impl, cfg, keras):
@@ -369,13 +364,16 @@ def _timed_calls(fn, inputs, min_calls, min_time, deadline, last):
     return times, other_cpu
 
 
-def _time_step(fn, inputs, cfg, deadline):
-    """First call (trace + compile + run), warm-up, then timed calls."""
+def _time_step(fn, inputs, cfg, deadline, before_timing=None):
+    """First call (trace + compile + run), warm-up, then timed calls;
+    `before_timing()`, if given, runs between the warm-up and the timing."""
     first = last = _call_timed(fn, inputs)
     for _ in range(cfg.warmup):
         if time.perf_counter() + last > deadline:
             break
         last = _call_timed(fn, inputs)
+    if before_timing is not None:
+        before_timing()
     times, other_cpu = _timed_calls(
         fn, inputs, cfg.repeats, cfg.min_time, deadline, last
     )
@@ -389,6 +387,10 @@ def _worker_bench(cfg):
     tf, keras = _import_tensorflow()
     import numpy as np
 
+    info = device.describe(tf)
+    # Layers (the layer rows, Keras' MHA core, the blocks) run under the
+    # policy of the row's dtype: mixed precision for float16 and bfloat16.
+    keras.config.set_dtype_policy(device.layer_policy(cfg.dtype))
     try:
         attend, layer = _make_attend(impl, cfg, keras)
     except Exception as exc:  # Missing module, class or argument.
@@ -401,47 +403,65 @@ def _worker_bench(cfg):
         shape = (cfg.batch, t, cfg.heads, cfg.head_dim)
     else:
         shape = (cfg.batch, t, cfg.model_dim)
-    dtype = cfg.dtype if impl.kind == "op" else "float32"
-    q, k, v, cotangent = (
-        tf.cast(tf.constant(rng.standard_normal(shape, dtype=np.float32)), dtype)
-        for _ in range(4)
+    inputs = device.place(
+        tf,
+        info,
+        [
+            tf.cast(tf.constant(rng.standard_normal(shape, dtype=np.float32)), cfg.dtype)
+            for _ in range(4)
+        ],
     )
     fn = _make_step(tf, attend, layer, cfg.mode, cfg.xla)
 
-    baseline = _baseline_and_cap(cfg.max_memory_gib)
-    _time_and_emit(tf, fn, (q, k, v, cotangent), cfg, deadline, baseline, started)
+    meter = _start_meter(tf, info, cfg.max_memory_gib)
+    _time_and_emit(tf, fn, inputs, cfg, deadline, meter, started)
 
 
-def _baseline_and_cap(max_memory_gib):
-    """Records the baseline resident size and caps the address space.
-
-    Returns the baseline in bytes. Call it after imports, building and input
-    creation, just before the first call of the step.
-    """
-    baseline = _status_bytes("VmRSS") or _peak_rss_bytes()
-    vm_size = _status_bytes("VmSize")
-    if max_memory_gib and vm_size is not None:
-        # Backstop for allocations too fast for the parent's RSS watch: cap the
-        # address space at what is mapped now plus the budget plus 1 GiB slack
-        # (TensorFlow maps far more virtual memory than it touches, so a plain
-        # RLIMIT_AS of the budget itself would fail at import).
-        limit = vm_size + int((max_memory_gib + 1) * GIB)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+def _start_meter(tf, info, max_memory_gib):
+    """A started `device.MemoryMeter`: records the baseline and, on CPU, caps
+    the address space. Call it after imports, building and input creation,
+    just before the first call of the step."""
+    meter = device.MemoryMeter(tf, info["kind"])
+    limit = meter.start(max_memory_gib)
+    if limit is not None:
         # Tells the parent how to read a crash: some allocation failures
         # under this cap end in SIGSEGV or SIGABRT, not in an exception.
         _emit({"rlimit_as_bytes": limit})
-    return baseline
+    return meter
 
 
-def _time_and_emit(tf, fn, inputs, cfg, deadline, baseline, started, extra=None):
+def _is_oom(tf, exc):
+    """Whether `exc` says the device or the host ran out of memory (on GPU,
+    XLA reports some failed allocations as other errors, with this text)."""
+    if isinstance(exc, (tf.errors.ResourceExhaustedError, MemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, tf.errors.OpError) and any(
+        marker in text for marker in ("RESOURCE_EXHAUSTED", "Out of memory")
+    )
+
+
+def _output_dtype(tf, fn, inputs):
+    """The dtype of the step's (first) output, from its traced signature."""
+    try:
+        outputs = fn.get_concrete_function(*inputs).structured_outputs
+        return tf.nest.flatten(outputs)[0].dtype.name
+    except Exception:  # Informational only.
+        return None
+
+
+def _time_and_emit(tf, fn, inputs, cfg, deadline, meter, started, extra=None):
     """Times `fn(*inputs)` (see `_time_step`) and emits the worker's result."""
     try:
-        first, times, other_cpu = _time_step(fn, inputs, cfg, deadline)
-    except (tf.errors.ResourceExhaustedError, MemoryError) as exc:
+        first, times, other_cpu = _time_step(
+            fn, inputs, cfg, deadline, before_timing=meter.before_timing
+        )
+    except (tf.errors.OpError, MemoryError) as exc:
+        if not _is_oom(tf, exc):
+            raise
         _emit({"status": "oom", "message": f"{type(exc).__name__}: {exc}"[:500]})
         return
     median = statistics.median(times)
-    peak = _peak_rss_bytes()
     _emit(
         {
             "status": "ok",
@@ -450,11 +470,11 @@ def _time_and_emit(tf, fn, inputs, cfg, deadline, baseline, started, extra=None)
             "times_s": times,
             "first_call_s": first,
             "compile_s": max(first - median, 0.0),
-            "peak_rss_mib": peak / MIB,
-            "baseline_rss_mib": baseline / MIB,
-            "delta_rss_mib": (peak - baseline) / MIB,
+            **meter.result(),
             "other_cpu_pct": other_cpu,
             "worker_s": time.perf_counter() - started,
+            "device": meter.kind,
+            "output_dtype": _output_dtype(tf, fn, inputs),
             **(extra or {}),
         }
     )
@@ -464,11 +484,16 @@ def _worker_matmul(cfg):
     tf, keras = _import_tensorflow()
     import numpy as np
 
+    info = device.describe(tf)
     n = cfg.matmul_size
     rng = np.random.default_rng(cfg.seed)
-    a, b = (
-        tf.constant(rng.standard_normal((n, n), dtype=np.float32))
-        for _ in range(2)
+    a, b = device.place(
+        tf,
+        info,
+        [
+            tf.cast(tf.constant(rng.standard_normal((n, n), dtype=np.float32)), cfg.dtype)
+            for _ in range(2)
+        ],
     )
     matmul = tf.function(tf.matmul, jit_compile=True)
     last = _call_timed(matmul, (a, b))
@@ -479,6 +504,7 @@ def _worker_matmul(cfg):
         {
             "status": "ok",
             "size": n,
+            "dtype": cfg.dtype,
             "median_s": median,
             "gflops": 2 * n**3 / median / 1e9,
             "runs": len(times),
@@ -487,6 +513,7 @@ def _worker_matmul(cfg):
             "keras": keras.__version__,
             "backend": keras.backend.backend(),
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "device": info,
         }
     )
 
@@ -602,12 +629,12 @@ def run_worker(worker_args, timeout, max_rss_bytes, poll=0.02, script=None):
 
 
 def _worker_config_args(cfg):
+    """The worker options every cell shares (the dtype is the cell's)."""
     args = [
         "--batch", str(cfg.batch),
         "--heads", str(cfg.heads),
         "--head-dim", str(cfg.head_dim),
         "--model-dim", str(cfg.model_dim),
-        "--dtype", cfg.dtype,
         "--repeats", str(cfg.repeats),
         "--warmup", str(cfg.warmup),
         "--min-time", str(cfg.min_time),
@@ -624,9 +651,11 @@ def _worker_config_args(cfg):
     return args
 
 
-def machine_info(matmul):
+def machine_info(versions, device_info=None):
+    """The host, the software versions found in `versions` (a worker's
+    result) and the measured device (`device.probe()`; the CPU if None)."""
     info = {
-        "cpu": _cpu_model(),
+        "cpu": device.cpu_model(),
         "cpu_count": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
@@ -634,21 +663,16 @@ def machine_info(matmul):
         "memory_gib": _total_memory_gib(),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "device": device_info
+        or {"kind": "cpu", "name": device.cpu_model(), "gpus": 0},
     }
     for key in ("tensorflow", "keras", "backend", "intra_op_threads"):
-        info[key] = matmul.get(key)
+        info[key] = versions.get(key)
     return info
 
 
 def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return device.cpu_model()
 
 
 def _total_memory_gib():
@@ -658,40 +682,63 @@ def _total_memory_gib():
         return None
 
 
+def dtypes_text(dtypes):
+    """The dtypes of a run, and the policy its layers use in each."""
+    mixed = [d for d in dtypes if device.layer_policy(d) != d]
+    text = ", ".join(dtypes)
+    if mixed:
+        text += " (layers under " + ", ".join(
+            f"{device.layer_policy(d)}" for d in mixed
+        ) + ")"
+    return text
+
+
+def _roofline_text(matmuls, dtype):
+    """The header's text for the matmul roofline of `dtype`."""
+    mine = [m for m in matmuls if m.get("dtype", "float32") == dtype]
+    matmul = best_matmul(mine) if mine else {"status": "skipped"}
+    if matmul["status"] != "ok":
+        return f"not measured ({matmul['status']}: {matmul.get('message')})"
+    each = ", ".join(
+        f"{m['when']} {m['gflops']:.1f}" if m["status"] == "ok" else
+        f"{m['when']} {m['status']}"
+        for m in mine
+    )
+    return (
+        f"{matmul['gflops']:.1f} GFLOP/s ({matmul['size']}x{matmul['size']} "
+        f"{dtype} matmul under XLA, median of {matmul['runs']} calls, "
+        f"other CPU {_fmt(matmul.get('other_cpu_pct'), '.0f')}%; best of "
+        f"the measurements at {each} GFLOP/s)"
+    )
+
+
 def header_markdown(cfg, info, matmuls):
     compiler = "XLA (tf.function(jit_compile=True))" if cfg.xla else "tf.function"
     mem = f"{info['memory_gib']:.1f} GiB RAM" if info["memory_gib"] else ""
-    matmul = best_matmul(matmuls)
-    if matmul["status"] == "ok":
-        each = ", ".join(
-            f"{m['when']} {m['gflops']:.1f}" if m["status"] == "ok" else
-            f"{m['when']} {m['status']}"
-            for m in matmuls
-        )
-        roofline = (
-            f"{matmul['gflops']:.1f} GFLOP/s ({matmul['size']}x{matmul['size']} "
-            f"float32 matmul under XLA, median of {matmul['runs']} calls, "
-            f"other CPU {_fmt(matmul.get('other_cpu_pct'), '.0f')}%; best of "
-            f"the measurements at {each} GFLOP/s)"
-        )
+    if len(cfg.dtypes) == 1:
+        rooflines = [f"- Matmul roofline: {_roofline_text(matmuls, cfg.dtypes[0])}"]
     else:
-        roofline = f"not measured ({matmul['status']}: {matmul.get('message')})"
+        rooflines = [
+            f"- Matmul roofline, {dtype}: {_roofline_text(matmuls, dtype)}"
+            for dtype in cfg.dtypes
+        ]
     return "\n".join(
         [
             "# Attention benchmark",
             "",
             f"- Machine: {info['cpu']}, {info['cpu_count']} CPUs "
             f"({info['usable_cpus']} usable), {mem}, {info['platform']}",
+            f"- Device: {device.summary(info['device'])}",
             f"- Software: Python {info['python']}, TensorFlow {info['tensorflow']}, "
             f"Keras {info['keras']} (backend {info['backend']})",
             f"- Config: batch {cfg.batch}, {cfg.heads} heads x {cfg.head_dim} "
-            f"head_dim (layers: model dim {cfg.model_dim}), {cfg.dtype}, "
+            f"head_dim (layers: model dim {cfg.model_dim}), {dtypes_text(cfg.dtypes)}, "
             f"{'causal' if cfg.causal else 'non-causal'}, {compiler}",
             f"- Timing: median of at least {cfg.repeats} calls and "
             f"{cfg.min_time:g} s after compile and {cfg.warmup} warm-up "
             "call(s); one subprocess per cell; "
             f"caps {cfg.max_memory_gib:g} GiB resident, {cfg.timeout:g} s",
-            f"- Matmul roofline: {roofline}",
+            *rooflines,
         ]
     )
 
@@ -700,83 +747,126 @@ def _fmt(value, spec):
     return "—" if value is None else format(value, spec)
 
 
-def mode_table_markdown(cfg, mode, results, implementations, matmul):
-    """One markdown table for `mode`; `results[(impl, mode, T)]` -> dict."""
-    peak = matmul.get("gflops") if matmul["status"] == "ok" else None
+def mode_table_markdown(cfg, mode, results, implementations, matmuls, info=None):
+    """One markdown table for `mode`; `results[(impl, mode, T, dtype)]` -> dict.
+
+    `matmuls` are the roofline measurements (the best of each dtype is used);
+    `info` is `machine_info`'s, whose device picks the memory columns. A dtype
+    column is added when the run has more than one dtype.
+    """
+    device_info = (info or {}).get("device") or {"kind": "cpu"}
+    peaks = {}
+    for dtype in cfg.dtypes:
+        mine = [m for m in matmuls if m.get("dtype", "float32") == dtype]
+        best = best_matmul(mine) if mine else {"status": "skipped"}
+        peaks[dtype] = best.get("gflops") if best["status"] == "ok" else None
+    several = len(cfg.dtypes) > 1
     columns = [
-        "T", "implementation", "median ms", "min ms", "vs ref", "compile s", "GFLOP/s",
-        "% matmul", "peak RSS MiB", "Δ RSS MiB", "runs", "other CPU %",
+        "T", *(["dtype"] if several else []), "implementation", "median ms",
+        "min ms", "vs ref", "compile s", "GFLOP/s", "% matmul",
+        *device.MEMORY[device_info["kind"]]["columns"], "runs", "other CPU %",
     ]  # fmt: skip
+    lefts = 2 + several  # T (right), then dtype and implementation (left)
     lines = [
         f"## {MODES[mode]} ({mode})",
         "",
         "| " + " | ".join(columns) + " |",
-        "|" + "|".join(["---:", ":---"] + ["---:"] * (len(columns) - 2)) + "|",
+        "|"
+        + "|".join(["---:"] + [":---"] * (lefts - 1) + ["---:"] * (len(columns) - lefts))
+        + "|",
     ]
     for length in cfg.lengths:
-        for name in implementations:
-            r = results.get((name, mode, length))
-            if r is None:
-                continue
-            cells = [str(length), f"`{name}`"]
-            if r["status"] == "ok":
-                ref = results.get((IMPLEMENTATIONS[name].reference, mode, length))
-                ratio = (
-                    r["median_s"] / ref["median_s"]
-                    if ref and ref["status"] == "ok"
-                    else None
-                )
-                gflops = r["flops"] / r["median_s"] / 1e9
-                cells += [
-                    f"{r['median_s'] * 1e3:.2f}",
-                    f"{r['min_s'] * 1e3:.2f}",
-                    _fmt(ratio, ".2f") + ("×" if ratio is not None else ""),
-                    f"{r['compile_s']:.2f}",
-                    f"{gflops:.1f}",
-                    _fmt(gflops / peak * 100 if peak else None, ".1f"),
-                    f"{r['peak_rss_mib']:.0f}",
-                    f"{r['delta_rss_mib']:.0f}",
-                    str(len(r["times_s"])),
-                    _fmt(r.get("other_cpu_pct"), ".0f"),
-                ]
-            else:
-                label = {
-                    "oom": "OOM",
-                    "timeout": "timeout",
-                    "unavailable": "n/a (not available)",
-                    "skipped": "skipped",
-                    "error": "error",
-                }[r["status"]]
-                cells += [label] + ["—"] * (len(columns) - 3)
-            lines.append("| " + " | ".join(cells) + " |")
+        for dtype in cfg.dtypes:
+            for name in implementations:
+                r = results.get((name, mode, length, dtype))
+                if r is None:
+                    continue
+                cells = [str(length), *([dtype] if several else []), f"`{name}`"]
+                if r["status"] == "ok":
+                    ref = results.get(
+                        (IMPLEMENTATIONS[name].reference, mode, length, dtype)
+                    )
+                    ratio = (
+                        r["median_s"] / ref["median_s"]
+                        if ref and ref["status"] == "ok"
+                        else None
+                    )
+                    gflops = r["flops"] / r["median_s"] / 1e9
+                    peak = peaks[dtype]
+                    memory_peak, memory_delta = device.memory_cells(device_info, r)
+                    cells += [
+                        f"{r['median_s'] * 1e3:.2f}",
+                        f"{r['min_s'] * 1e3:.2f}",
+                        _fmt(ratio, ".2f") + ("×" if ratio is not None else ""),
+                        f"{r['compile_s']:.2f}",
+                        f"{gflops:.1f}",
+                        _fmt(gflops / peak * 100 if peak else None, ".1f"),
+                        _fmt(memory_peak, ".0f"),
+                        _fmt(memory_delta, ".0f"),
+                        str(len(r["times_s"])),
+                        _fmt(r.get("other_cpu_pct"), ".0f"),
+                    ]
+                else:
+                    label = {
+                        "oom": "OOM",
+                        "timeout": "timeout",
+                        "unavailable": "n/a (not available)",
+                        "skipped": "skipped",
+                        "error": "error",
+                    }[r["status"]]
+                    cells += [label] + ["—"] * (len(columns) - len(cells) - 1)
+                lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def footer_markdown(cfg, implementations, results):
+MEMORY_NOTES = {
+    "cpu": "peak RSS = ru_maxrss of the worker; Δ RSS = peak minus the "
+    "resident size after imports and input creation.",
+    "gpu": "peak GPU = the peak of TensorFlow's GPU allocator (bytes in use "
+    "on GPU:0, tf.config.experimental.get_memory_info) over the timed calls, "
+    "its statistics reset after the compiling call and the warm-up; Δ GPU = "
+    "that peak minus the bytes in use at the reset (inputs and weights). The "
+    "worker's resident memory is in the JSON (peak_rss_mib).",
+}
+
+
+def footer_markdown(cfg, implementations, results, info=None):
+    kind = ((info or {}).get("device") or {"kind": "cpu"})["kind"]
     lines = [
         "",
         flop_formula(cfg),
         "min ms = fastest timed call (less sensitive to other load). "
-        "GFLOP/s = FLOPs / median time; % matmul = GFLOP/s / matmul roofline. "
-        "vs ref = median time / median time of the reference row at the same T "
-        "(`keras.dpa` for op rows, `keras.mha_layer` for layer rows); "
+        "GFLOP/s = FLOPs / median time; % matmul = GFLOP/s / matmul roofline"
+        + (" of the row's dtype" if len(cfg.dtypes) > 1 else "")
+        + ". vs ref = median time / median time of the reference row at the same T"
+        + (" and dtype" if len(cfg.dtypes) > 1 else "")
+        + " (`keras.dpa` for op rows, `keras.mha_layer` for layer rows); "
         ">1 is slower. compile s = first call (trace + compile + run) minus the "
-        "median. peak RSS = ru_maxrss of the worker; Δ RSS = peak minus the "
-        "resident size after imports and input creation. runs = timed calls. "
+        f"median. {MEMORY_NOTES[kind]} runs = timed calls. "
         "other CPU % = CPU time used by other processes while the cell was "
         "timed, as a share of all CPUs (high values mean the timing is "
         "contended).",
-        "",
-        "Implementations:",
     ]
+    mixed = [d for d in cfg.dtypes if device.layer_policy(d) != d]
+    if mixed:
+        lines.append(
+            "dtypes: op rows take q, k, v in the row's dtype; layers (layer "
+            "rows and `keras.mha_core`, Keras' and keras_attention's alike) "
+            "run under the Keras dtype policy "
+            + ", ".join(f"`{device.layer_policy(d)}`" for d in mixed)
+            + " (float32 weights, computation in the row's dtype) on inputs "
+            "in that dtype."
+        )
+    lines += ["", "Implementations:"]
     lines += [
         f"- `{name}`: {IMPLEMENTATIONS[name].description}" for name in implementations
     ]
+    several = len(cfg.dtypes) > 1
     notes = sorted(
         {
-            f"- `{name}` {MODES[mode]} T={length}: {r['status']}: "
-            f"{r.get('message', '')}".replace("\n", " ")[:300]
-            for (name, mode, length), r in results.items()
+            f"- `{name}` {MODES[mode]} T={length}{f' {dtype}' if several else ''}: "
+            f"{r['status']}: {r.get('message', '')}".replace("\n", " ")[:300]
+            for (name, mode, length, dtype), r in results.items()
             if r["status"] in ("oom", "timeout", "error", "unavailable")
             and r.get("message")
         }
@@ -790,14 +880,18 @@ def _progress(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def _measure_matmul(cfg, common, max_rss, when):
-    _progress(f"matmul roofline ({when}): {cfg.matmul_size}x{cfg.matmul_size} ...")
+def _measure_matmul(cfg, common, max_rss, when, dtype="float32"):
+    _progress(
+        f"matmul roofline ({when}): {cfg.matmul_size}x{cfg.matmul_size}"
+        f"{'' if dtype == 'float32' else ' ' + dtype} ..."
+    )
     result = run_worker(
-        ["matmul", "--matmul-size", str(cfg.matmul_size), *common],
+        ["matmul", "--matmul-size", str(cfg.matmul_size), "--dtype", dtype, *common],
         cfg.timeout,
         max_rss,
     )
     result["when"] = when
+    result["dtype"] = dtype
     if result["status"] == "ok":
         _progress(
             f"    {result['gflops']:.1f} GFLOP/s "
@@ -815,54 +909,80 @@ def best_matmul(measurements):
 
 
 def _run_cells(cfg, results, common, max_rss):
-    """Fills `results[(implementation, mode, length)]`, shortest T first."""
+    """Fills `results[(implementation, mode, length, dtype)]`, shortest T first
+    (every dtype at one T before the next T, so that an interrupted run has
+    all of them); an (implementation, dtype) series stops at its first
+    failure."""
     implementations = cfg.implementations
-    total = len(implementations) * len(cfg.modes) * len(cfg.lengths)
+    total = len(implementations) * len(cfg.modes) * len(cfg.lengths) * len(cfg.dtypes)
+    several = len(cfg.dtypes) > 1
     done = 0
     for mode in cfg.modes:
-        stopped = {}  # implementation -> the status that ended its series
+        stopped = {}  # (implementation, dtype) -> the status that ended its series
         for length in cfg.lengths:
-            for name in implementations:
-                done += 1
-                key = (name, mode, length)
-                if name in stopped:
-                    unavailable = stopped[name] == "unavailable"
-                    results[key] = {"status": "unavailable" if unavailable else "skipped"}
-                    continue
-                _progress(f"[{done}/{total}] {name} {mode} T={length} ...")
-                r = run_worker(
-                    [
-                        "bench",
-                        "--impl", name,
-                        "--mode", mode,
-                        "--length", str(length),
-                        *common,
-                    ],  # fmt: skip
-                    cfg.timeout,
-                    max_rss,
-                )
-                r["flops"] = attention_flops(
-                    cfg, length, mode, IMPLEMENTATIONS[name].kind
-                )
-                results[key] = r
-                if r["status"] == "ok":
+            for dtype in cfg.dtypes:
+                for name in implementations:
+                    done += 1
+                    key = (name, mode, length, dtype)
+                    if (name, dtype) in stopped:
+                        unavailable = stopped[(name, dtype)] == "unavailable"
+                        results[key] = {"status": "unavailable" if unavailable else "skipped"}
+                        continue
                     _progress(
-                        f"    {r['median_s'] * 1e3:.2f} ms, "
-                        f"{r['flops'] / r['median_s'] / 1e9:.1f} GFLOP/s, "
-                        f"peak {r['peak_rss_mib']:.0f} MiB, other CPU "
-                        f"{_fmt(r.get('other_cpu_pct'), '.0f')}%"
+                        f"[{done}/{total}] {name} {mode} T={length}"
+                        f"{' ' + dtype if several else ''} ..."
                     )
-                else:
-                    stopped[name] = r["status"]
-                    _progress(f"    {r['status']}: {r.get('message', '')}")
+                    r = run_worker(
+                        [
+                            "bench",
+                            "--impl", name,
+                            "--mode", mode,
+                            "--length", str(length),
+                            "--dtype", dtype,
+                            *common,
+                        ],  # fmt: skip
+                        cfg.timeout,
+                        max_rss,
+                    )
+                    r["flops"] = attention_flops(
+                        cfg, length, mode, IMPLEMENTATIONS[name].kind
+                    )
+                    results[key] = r
+                    if r["status"] == "ok":
+                        memory = device.memory_cells(cfg.device, r)[0]
+                        _progress(
+                            f"    {r['median_s'] * 1e3:.2f} ms, "
+                            f"{r['flops'] / r['median_s'] / 1e9:.1f} GFLOP/s, "
+                            f"peak {_fmt(memory, '.0f')} MiB, other CPU "
+                            f"{_fmt(r.get('other_cpu_pct'), '.0f')}%"
+                        )
+                    else:
+                        stopped[(name, dtype)] = r["status"]
+                        _progress(f"    {r['status']}: {r.get('message', '')}")
+
+
+def apply_device_defaults(cfg, device_info):
+    """Fills the options left to the device: dtypes, lengths, matmul size."""
+    cfg.device = device_info
+    kind = device_info["kind"]
+    if cfg.dtypes is None:
+        cfg.dtypes = device.default_dtypes(device_info)
+    if cfg.lengths is None:
+        cfg.lengths = GPU_LENGTHS if kind == "gpu" else DEFAULT_LENGTHS
+    if cfg.matmul_size is None:
+        cfg.matmul_size = MATMUL_SIZE[kind]
+    return cfg
 
 
 def run_benchmark(cfg):
+    device_info = device.probe()
+    apply_device_defaults(cfg, device_info)
+    _progress(f"device: {device.summary(device_info)}")
     common = _worker_config_args(cfg)
     max_rss = int(cfg.max_memory_gib * GIB) if cfg.max_memory_gib else None
 
-    matmuls = [_measure_matmul(cfg, common, max_rss, "start")]
-    info = machine_info(matmuls[0])
+    matmuls = [_measure_matmul(cfg, common, max_rss, "start", d) for d in cfg.dtypes]
+    info = machine_info(matmuls[0], device_info)
     _progress(
         f"{info['cpu']}, {info['cpu_count']} CPUs; TensorFlow {info['tensorflow']}, "
         f"Keras {info['keras']}"
@@ -873,22 +993,30 @@ def run_benchmark(cfg):
         _run_cells(cfg, results, common, max_rss)
         # Measured again at the end; the faster one is the roofline, so that
         # a busy moment at the start does not inflate every "% matmul".
-        matmuls.append(_measure_matmul(cfg, common, max_rss, "end"))
+        for dtype in cfg.dtypes:
+            matmuls.append(_measure_matmul(cfg, common, max_rss, "end", dtype))
     except KeyboardInterrupt:
         interrupted = True
         _progress("interrupted: reporting the cells measured so far")
 
-    matmul = best_matmul(matmuls)
     header = header_markdown(cfg, info, matmuls)
+    if interrupted:
+        header += f"\n{INTERRUPTED_NOTE}"
     tables = [
-        mode_table_markdown(cfg, mode, results, cfg.implementations, matmul)
+        mode_table_markdown(cfg, mode, results, cfg.implementations, matmuls, info)
         for mode in cfg.modes
     ]
-    footer = footer_markdown(cfg, cfg.implementations, results)
+    footer = footer_markdown(cfg, cfg.implementations, results, info)
     print("\n\n".join([header, *tables, footer]), flush=True)
     if cfg.output:
         _write_outputs(cfg, info, matmuls, results, header, tables, footer)
     return 130 if interrupted else 0
+
+
+INTERRUPTED_NOTE = (
+    "- Interrupted: the run was stopped before its end; the cells it had not "
+    "measured are missing from the tables"
+)
 
 
 def _write_outputs(cfg, info, matmuls, results, header, tables, footer):
@@ -903,14 +1031,22 @@ def _write_outputs(cfg, info, matmuls, results, header, tables, footer):
         "config": {
             k: v
             for k, v in vars(cfg).items()
-            if k not in ("worker", "impl", "mode", "length", "output")
+            if k not in ("worker", "impl", "mode", "length", "output", "dtype", "device")
         },
         "flop_formula": flop_formula(cfg),
-        "matmul_roofline": best_matmul(matmuls),
+        # The first dtype's (float32 by default), and every dtype's.
+        "matmul_roofline": best_matmul(
+            [m for m in matmuls if m.get("dtype") == cfg.dtypes[0]] or matmuls
+        ),
+        "matmul_rooflines": {
+            dtype: best_matmul(mine)
+            for dtype in cfg.dtypes
+            if (mine := [m for m in matmuls if m.get("dtype") == dtype])
+        },
         "matmul_measurements": matmuls,
         "results": [
-            {"implementation": n, "mode": m, "length": t, **r}
-            for (n, m, t), r in results.items()
+            {"implementation": n, "mode": m, "length": t, "dtype": d, **r}
+            for (n, m, t, d), r in results.items()
         ],
     }
     base.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
@@ -927,6 +1063,19 @@ def _int_list(values):
     for value in values:
         out += [int(v) for v in str(value).split(",") if v.strip()]
     return out
+
+
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def _dtype_list(value):
+    names = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    unknown = sorted(set(names) - set(DTYPES))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown dtype(s) {unknown}; choose from {', '.join(DTYPES)}"
+        )
+    return names
 
 
 def _name_list(value):
@@ -948,7 +1097,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--lengths", nargs="+", default=None, metavar="T",
         help="sequence lengths, space or comma separated "
-        f"(default {','.join(map(str, DEFAULT_LENGTHS))})",
+        f"(default {','.join(map(str, DEFAULT_LENGTHS))}; on GPU up to "
+        f"{GPU_LENGTHS[-1]})",
     )  # fmt: skip
     parser.add_argument(
         "--quick", action="store_true",
@@ -982,7 +1132,15 @@ def parse_args(argv=None):
         help="feature size E of the (B, T, E) inputs of the layer rows "
         "(default: %(default)s)",
     )  # fmt: skip
-    parser.add_argument("--dtype", default="float32", help="input dtype of the op rows (default: %(default)s)")
+    parser.add_argument(
+        "--dtypes", type=_dtype_list, default=None, metavar="DTYPES",
+        help="comma-separated dtypes, each a row of the tables: "
+        f"{', '.join(DTYPES)} (default: float32 on CPU, "
+        "float32,float16,bfloat16 on GPU). Op inputs are cast to it; layers run "
+        "under the Keras policy mixed_float16 / mixed_bfloat16 for the half types",
+    )  # fmt: skip
+    # One dtype: the worker's (internal), or the parent's older spelling.
+    parser.add_argument("--dtype", choices=DTYPES, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--block-size", type=int, default=None,
         help="block_size passed to the chunked implementation (default: its own)",
@@ -1006,9 +1164,9 @@ def parse_args(argv=None):
         "--max-memory-gib", type=float, default=16.0,
         help="resident-memory cap per worker; 0 disables it (default: %(default)s)",
     )  # fmt: skip
-    parser.add_argument("--matmul-size", type=int, default=2048,
-                        help="n of the n x n float32 matmul roofline "
-                        "(default: %(default)s)")  # fmt: skip
+    parser.add_argument("--matmul-size", type=int, default=None,
+                        help="n of the n x n matmul roofline (default: "
+                        f"{MATMUL_SIZE['cpu']} on CPU, {MATMUL_SIZE['gpu']} on GPU)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     parser.add_argument(
         "--output", default=None, metavar="PATH",
@@ -1023,8 +1181,13 @@ def parse_args(argv=None):
     cfg = parser.parse_args(argv)
     if cfg.lengths is not None:
         cfg.lengths = sorted(set(_int_list(cfg.lengths)))
-    else:
-        cfg.lengths = QUICK_LENGTHS if cfg.quick else DEFAULT_LENGTHS
+    elif cfg.quick:
+        cfg.lengths = QUICK_LENGTHS
+    # else: the device's default, set by `apply_device_defaults`.
+    if cfg.dtypes is None and cfg.dtype is not None:
+        cfg.dtypes = [cfg.dtype]
+    if cfg.worker and cfg.dtype is None:
+        cfg.dtype = "float32"
     if cfg.repeats is None:
         cfg.repeats = 3 if cfg.quick else 5
     if cfg.min_time is None:

@@ -1,7 +1,9 @@
-"""Every script in benchmarks/ compiles on this Python, and the real-data
-checks skip cleanly without the prepared data."""
+"""Every script in benchmarks/ compiles on this Python, the real-data
+checks skip cleanly without the prepared data, and the attention and variants
+benchmarks run their smallest configuration on whatever device there is."""
 
 import glob
+import json
 import os
 import py_compile
 import subprocess
@@ -27,3 +29,73 @@ def test_real_data_checks_skip_without_data(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| mnist | skipped: mnist not in" in result.stdout
     assert "| loso | skipped: spoken_digit not in" in result.stdout
+
+
+def _run(script, *args, timeout=240):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", script), *args],
+        capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def _memory_columns(stdout):
+    """The memory column headers the table must carry for the device named
+    in its header (a CPU in CI; a GPU where TensorFlow sees one)."""
+    device_lines = [line for line in stdout.splitlines() if line.startswith("- Device: ")]
+    assert len(device_lines) == 1, stdout
+    if device_lines[0].startswith("- Device: GPU "):
+        assert "memory columns: TensorFlow's GPU allocator" in device_lines[0]
+        return "peak GPU MiB", "Δ GPU MiB"
+    assert device_lines[0].startswith("- Device: CPU ")
+    assert "memory columns: resident memory of the worker process" in device_lines[0]
+    return "peak RSS MiB", "Δ RSS MiB"
+
+
+TINY = ["--lengths", "16", "--repeats", "1", "--min-time", "0", "--warmup", "0",
+        "--timeout", "200", "--dtypes", "float32"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_attention_smallest_run_prints_the_device_table():
+    stdout = _run("attention.py", "--only", "keras.dpa", "--modes", "fwd",
+                  "--matmul-size", "64", *TINY)  # fmt: skip
+    peak, delta = _memory_columns(stdout)
+    assert f"| % matmul | {peak} | {delta} | runs |" in stdout
+    assert "- Matmul roofline: " in stdout and "float32 matmul under XLA" in stdout
+    row = [line for line in stdout.splitlines() if line.startswith("| 16 | `keras.dpa` |")]
+    assert len(row) == 1 and "| 1.00× |" in row[0], stdout
+
+
+@pytest.mark.slow
+def test_variants_smallest_run_prints_the_device_table():
+    stdout = _run("variants.py", "--only", "keras.mha,full", *TINY)
+    peak, delta = _memory_columns(stdout)
+    assert f"| median ms | {peak} | {delta} | memory vs keras |" in stdout
+    assert "| 16 | `full` |" in stdout and "| `full` | 1.00× |" in stdout
+
+
+def _worker(script, *args):
+    stdout = _run(script, "--worker", *args, "--length", "16", "--repeats", "1",
+                  "--min-time", "0", "--warmup", "0", "--timeout", "200",
+                  "--max-memory-gib", "0")  # fmt: skip
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "script, args, dtype",
+    [
+        ("attention.py", ["bench", "--impl", "ka.mha_layer", "--mode", "fwd+bwd"], "bfloat16"),
+        ("attention.py", ["bench", "--impl", "keras.mha_core", "--mode", "fwd"], "float16"),
+        ("variants.py", ["--row", "keras.mha"], "float16"),
+    ],
+    ids=["attention-layer-bfloat16", "attention-keras-core-float16", "variants-keras-float16"],
+)
+def test_a_dtype_row_computes_in_that_dtype(script, args, dtype):
+    result = _worker(script, *args, "--dtype", dtype)
+    assert result["status"] == "ok", result
+    assert result["output_dtype"] == dtype
+    assert result["peak_rss_mib"] > 0 and result["device"] in ("cpu", "gpu")
