@@ -37,12 +37,13 @@ def _parameters_of(call):
     return frozenset(inspect.signature(call).parameters)
 
 
-def _call_parameters(layer):
+def call_parameters(layer):
     """The parameter names of `layer.call`, inspected once per class."""
     return _parameters_of(type(layer).call)
 
 
-def _serialize_kwargs(kwargs):
+def serialize_kwargs(kwargs):
+    """`kwargs` for a config: Keras objects serialized, primitives as they are."""
     if kwargs is None:
         return None
     return {
@@ -54,7 +55,7 @@ def _serialize_kwargs(kwargs):
 
 
 def deserialize_kwargs(kwargs):
-    """Inverse of `_serialize_kwargs` (serialized Keras objects -> objects)."""
+    """Inverse of `serialize_kwargs` (serialized Keras objects -> objects)."""
     if not kwargs:
         return kwargs
     return {
@@ -210,11 +211,11 @@ class AttentionSpec:
         """`(identifier, kwargs)` for the `get_config()` of `block`."""
         if self.instance is not None:
             return keras.saving.serialize_keras_object(self.instance), None
-        kwargs = _serialize_kwargs(self.kwargs)
+        kwargs = serialize_kwargs(self.kwargs)
         if isinstance(self.identifier, str):
             return self.identifier, kwargs
         if isinstance(self.identifier, dict):  # {"variant": name, **kwargs}
-            return _serialize_kwargs(self.identifier), kwargs
+            return serialize_kwargs(self.identifier), kwargs
         # A class: by name when the name leads back to it.
         cls = self.identifier
         name = getattr(cls, "registry_name", None)
@@ -398,7 +399,7 @@ class TransformerBlock(keras.layers.Layer):
         takes them (no `(batch, Tq, Tv)` mask is materialised), otherwise
         folded into `attention_mask`.
         """
-        params = _call_parameters(layer)
+        params = call_parameters(layer)
         kwargs = {}
         if "query_mask" in params and "value_mask" in params:
             kwargs["query_mask"] = query_mask

@@ -8,8 +8,8 @@ from keras.src.backend.common.masking import set_keras_mask
 from keras_attention.arguments import argument_error
 from keras_attention.layers.transformer_block import AttentionSpec
 from keras_attention.layers.transformer_block import TransformerBlock
-from keras_attention.layers.transformer_block import _call_parameters
-from keras_attention.layers.transformer_block import _serialize_kwargs
+from keras_attention.layers.transformer_block import call_parameters
+from keras_attention.layers.transformer_block import serialize_kwargs
 
 
 def _positions(cache):
@@ -273,7 +273,7 @@ class TransformerDecoder(TransformerBlock):
         return layer.project_cache(encoder_sequence)
 
     def _cached_attention_layer(self, layer, argument):
-        if "cache" not in _call_parameters(layer) or not hasattr(
+        if "cache" not in call_parameters(layer) or not hasattr(
             layer, "project_cache"
         ):
             raise argument_error(
@@ -534,7 +534,7 @@ class TransformerDecoder(TransformerBlock):
             "cache": cache,
             "cache_update_index": cache_update_index,
         }
-        if "training" in _call_parameters(layer):
+        if "training" in call_parameters(layer):
             kwargs["training"] = training
         result = layer(query, value, **kwargs)
         if return_attention_scores:
@@ -621,7 +621,7 @@ class TransformerDecoder(TransformerBlock):
         config = super().get_config()
         if self._cross_like_attention:
             cross = None
-            cross_kwargs = _serialize_kwargs(self._cross_attention_kwargs)
+            cross_kwargs = serialize_kwargs(self._cross_attention_kwargs)
         else:
             cross, cross_kwargs = self.cross_attention_spec.to_config(
                 self, self.cross_attention_layer
