@@ -254,7 +254,9 @@ def compile_language_model(model, learning_rate=1e-3, pad_token_id=0, **kwargs):
 # --------------------------------------------------------------------------
 # decoding
 # --------------------------------------------------------------------------
-def _layer(model, name, function, builder):
+def model_layer(model, name, function, builder):
+    """`model.get_layer(name)`, or a ValueError saying that `function` decodes
+    models built by `builder`."""
     try:
         return model.get_layer(name)
     except ValueError:
@@ -271,7 +273,7 @@ def decoder_blocks(model, function, builder):
     while f"decoder_{len(blocks)}" in names:
         blocks.append(model.get_layer(f"decoder_{len(blocks)}"))
     if not blocks:
-        _layer(model, "decoder_0", function, builder)
+        model_layer(model, "decoder_0", function, builder)
     return blocks
 
 
@@ -292,9 +294,9 @@ def check_cached_blocks(blocks, function):
 
 def language_model_step(model, function="generate"):
     """The decoding step function of a `language_model` (see `generation`)."""
-    embedding = _layer(model, "embedding", function, BUILDER)
-    norm = _layer(model, "decoder_norm", function, BUILDER)
-    head = _layer(model, "logits", function, BUILDER)
+    embedding = model_layer(model, "embedding", function, BUILDER)
+    norm = model_layer(model, "decoder_norm", function, BUILDER)
+    head = model_layer(model, "logits", function, BUILDER)
     blocks = decoder_blocks(model, function, BUILDER)
 
     def step(token_ids, cache, index, compute_logits=True):
@@ -435,7 +437,7 @@ def generate(
     """
     generation.check_sampler("generate", sampler, temperature, top_k, top_p)
     prompt_ids = ops.convert_to_tensor(prompt_ids, "int32")
-    embedding = _layer(model, "embedding", "generate", BUILDER)
+    embedding = model_layer(model, "embedding", "generate", BUILDER)
     _check_prompt(
         "generate", prompt_ids, embedding.sequence_length, max_new_tokens, "sequence_length"
     )
@@ -481,7 +483,7 @@ def export_generator(
             "export_generator", "prompt_length", "must be a positive int", f"prompt_length={prompt_length!r}"
         )
     spec = keras.KerasTensor((None, prompt_length), "int32")
-    embedding = _layer(model, "embedding", "export_generator", BUILDER)
+    embedding = model_layer(model, "embedding", "export_generator", BUILDER)
     _check_prompt(
         "export_generator", spec, embedding.sequence_length, max_new_tokens, "sequence_length"
     )

@@ -14,7 +14,7 @@ from keras_attention.arguments import check_heads
 from keras_attention.models import common
 from keras_attention.models import generation
 from keras_attention.models.language_model import TokenAccuracy
-from keras_attention.models.language_model import _layer
+from keras_attention.models.language_model import model_layer
 from keras_attention.models.language_model import check_cached_blocks
 from keras_attention.models.language_model import decoder_blocks
 from keras_attention.models.language_model import decoder_stack
@@ -214,7 +214,7 @@ def _encoder_blocks(model, function):
     while f"encoder_{len(blocks)}" in names:
         blocks.append(model.get_layer(f"encoder_{len(blocks)}"))
     if not blocks:
-        _layer(model, "encoder_0", function, BUILDER)
+        model_layer(model, "encoder_0", function, BUILDER)
     return blocks
 
 
@@ -227,13 +227,13 @@ def seq2seq_functions(model, function="translate"):
     (`seq2seq_cache` makes it) or `None` (a full forward pass over the
     encoded source at each step).
     """
-    source_embedding = _layer(model, "source_embedding", function, BUILDER)
+    source_embedding = model_layer(model, "source_embedding", function, BUILDER)
     encoders = _encoder_blocks(model, function)
-    encoder_norm = _layer(model, "encoder_norm", function, BUILDER)
-    target_embedding = _layer(model, "target_embedding", function, BUILDER)
+    encoder_norm = model_layer(model, "encoder_norm", function, BUILDER)
+    target_embedding = model_layer(model, "target_embedding", function, BUILDER)
     decoders = decoder_blocks(model, function, BUILDER)
-    decoder_norm = _layer(model, "decoder_norm", function, BUILDER)
-    head = _layer(model, "logits", function, BUILDER)
+    decoder_norm = model_layer(model, "decoder_norm", function, BUILDER)
+    head = model_layer(model, "logits", function, BUILDER)
 
     def encode(source_ids):
         mask = ops.not_equal(source_ids, 0)
@@ -327,7 +327,7 @@ def _translate_function(
 
 def _check_decoding(function, model, beam_size, length_penalty, start_token_id, end_token_id, use_cache, max_length):
     check_positive_int(function, "beam_size", beam_size)
-    vocabulary = _layer(model, "logits", function, BUILDER).units
+    vocabulary = model_layer(model, "logits", function, BUILDER).units
     if beam_size > vocabulary:
         raise argument_error(
             function, "beam_size", f"must be at most the vocabulary size ({vocabulary})", f"beam_size={beam_size}"
@@ -347,7 +347,7 @@ def _check_decoding(function, model, beam_size, length_penalty, start_token_id, 
         raise argument_error(
             function, "use_cache", "must be True for beam search", "use_cache=False, beam_size>1"
         )
-    target_length = _layer(model, "target_embedding", function, BUILDER).sequence_length
+    target_length = model_layer(model, "target_embedding", function, BUILDER).sequence_length
     check_positive_int(function, "max_length", max_length, allow_none=True)
     length = target_length if max_length is None else max_length
     if length > target_length:
