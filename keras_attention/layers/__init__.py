@@ -39,4 +39,4 @@ from keras_attention.layers.class_token import ClassToken
 from keras_attention.layers.random_shift import RandomShift
 from keras_attention.layers.spec_augment import SpecAugment
 from keras_attention.layers.speed_perturbation import SpeedPerturbation
-from keras_attention.layers.dropout import Dropout
+from keras_attention.layers.regularization.dropout import Dropout

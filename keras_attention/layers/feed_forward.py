@@ -5,7 +5,7 @@ import keras
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
-from keras_attention.layers.dropout import Dropout
+from keras_attention.layers.regularization.dropout import Dropout
 
 
 def get_activation(layer, activation):

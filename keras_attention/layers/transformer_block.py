@@ -21,7 +21,7 @@ from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
 from keras_attention.layers import registry
 from keras_attention.layers.attention_masking import check_mask
-from keras_attention.layers.dropout import Dropout
+from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.feed_forward import FeedForward
 from keras_attention.layers.feed_forward import clone_initializer
 from keras_attention.layers.feed_forward import get_activation

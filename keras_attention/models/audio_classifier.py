@@ -5,7 +5,7 @@ import keras
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
-from keras_attention.layers.dropout import Dropout
+from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.position_embedding import PositionEmbedding
 from keras_attention.layers.spec_augment import SpecAugment
 from keras_attention.layers.speed_perturbation import SpeedPerturbation

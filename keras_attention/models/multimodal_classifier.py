@@ -9,7 +9,7 @@ from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
 from keras_attention.layers import registry
 from keras_attention.layers.attention_pooling import AttentionPooling
-from keras_attention.layers.dropout import Dropout
+from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
 from keras_attention.layers.multimodal_attention import MultiModalAttention
 from keras_attention.layers.position_embedding import PositionEmbedding

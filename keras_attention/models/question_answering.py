@@ -16,7 +16,7 @@ from keras import ops
 from keras_attention.arguments import check_heads
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
-from keras_attention.layers.dropout import Dropout
+from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )

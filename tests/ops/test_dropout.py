@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_attention.layers.dropout import Dropout
+from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.ops.dropout import dropout
 
 

@@ -1,0 +1,1 @@
+"""Regularization layers: dropout drawn with the Philox generator."""
