@@ -32,7 +32,7 @@ from keras_attention.layers.target_attention import TargetAttention
 from keras_attention.layers.linear_attention import LinearAttention
 from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
 from keras_attention.layers.dynamic_attention import DynamicAttention
-from keras_attention.layers.dice import Dice
+from keras_attention.layers.activations.dice import Dice
 from keras_attention.layers.spatiotemporal_attention import SpatioTemporalAttention
 from keras_attention.layers.multimodal_attention import MultiModalAttention
 from keras_attention.layers.class_token import ClassToken

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import helpers
-from keras_attention.layers import dice as dice_module
+from keras_attention.layers.activations import dice as dice_module
 from keras_attention.layers import Dice
 
 

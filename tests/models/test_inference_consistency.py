@@ -14,7 +14,7 @@ import pytest
 
 from builder_cases import CASES
 from keras_attention import models
-from keras_attention.layers.dice import Dice
+from keras_attention.layers.activations.dice import Dice
 
 RUNNING_STATISTICS = (keras.layers.BatchNormalization, Dice)
 

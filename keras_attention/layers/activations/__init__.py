@@ -1,0 +1,1 @@
+"""Activation layers: Dice, the data-adaptive activation of DIN."""
