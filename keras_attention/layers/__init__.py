@@ -36,7 +36,7 @@ from keras_attention.layers.activations.dice import Dice
 from keras_attention.layers.spatiotemporal_attention import SpatioTemporalAttention
 from keras_attention.layers.multimodal_attention import MultiModalAttention
 from keras_attention.layers.class_token import ClassToken
-from keras_attention.layers.random_shift import RandomShift
-from keras_attention.layers.spec_augment import SpecAugment
-from keras_attention.layers.speed_perturbation import SpeedPerturbation
+from keras_attention.layers.preprocessing.random_shift import RandomShift
+from keras_attention.layers.preprocessing.spec_augment import SpecAugment
+from keras_attention.layers.preprocessing.speed_perturbation import SpeedPerturbation
 from keras_attention.layers.regularization.dropout import Dropout

@@ -11,7 +11,7 @@ from keras_attention.layers.channel_attention import ChannelAttention
 from keras_attention.layers.class_token import ClassToken
 from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.position_embedding import PositionEmbedding
-from keras_attention.layers.random_shift import RandomShift
+from keras_attention.layers.preprocessing.random_shift import RandomShift
 from keras_attention.models import common
 
 BUILDER = "image_classifier"

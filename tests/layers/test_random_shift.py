@@ -6,7 +6,7 @@ import pytest
 
 import helpers
 from keras_attention.layers import RandomShift
-from keras_attention.layers import random_shift as module
+from keras_attention.layers.preprocessing import random_shift as module
 
 
 def reference(image, dy, dx):

@@ -6,7 +6,7 @@ import pytest
 
 import helpers
 from keras_attention.layers import SpecAugment
-from keras_attention.layers import spec_augment as module
+from keras_attention.layers.preprocessing import spec_augment as module
 
 
 def test_masks_and_shift_match_their_definitions():

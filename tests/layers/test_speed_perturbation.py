@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import helpers
 from keras_attention.layers import SpeedPerturbation
-from keras_attention.layers import speed_perturbation as module
+from keras_attention.layers.preprocessing import speed_perturbation as module
 
 
 def _reference(wave, rate):

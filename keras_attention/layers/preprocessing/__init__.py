@@ -1,0 +1,1 @@
+"""Preprocessing layers: XLA-friendly augmentation of images, spectrograms and waveforms."""
