@@ -8,12 +8,12 @@ from keras_attention.layers.registry import register_attention
 from keras_attention.layers.scaled_dot_product_attention import (
     ScaledDotProductAttention,
 )
-from keras_attention.layers.position_embedding import PositionEmbedding
-from keras_attention.layers.rotary_embedding import RotaryEmbedding
-from keras_attention.layers.sinusoidal_position_encoding import (
+from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
+from keras_attention.layers.embeddings.rotary_embedding import RotaryEmbedding
+from keras_attention.layers.embeddings.sinusoidal_position_encoding import (
     SinusoidalPositionEncoding,
 )
-from keras_attention.layers.token_and_position_embedding import (
+from keras_attention.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
 from keras_attention.layers.feed_forward import FeedForward
@@ -35,7 +35,7 @@ from keras_attention.layers.dynamic_attention import DynamicAttention
 from keras_attention.layers.activations.dice import Dice
 from keras_attention.layers.spatiotemporal_attention import SpatioTemporalAttention
 from keras_attention.layers.multimodal_attention import MultiModalAttention
-from keras_attention.layers.class_token import ClassToken
+from keras_attention.layers.embeddings.class_token import ClassToken
 from keras_attention.layers.preprocessing.random_shift import RandomShift
 from keras_attention.layers.preprocessing.spec_augment import SpecAugment
 from keras_attention.layers.preprocessing.speed_perturbation import SpeedPerturbation

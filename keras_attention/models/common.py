@@ -24,7 +24,7 @@ from keras_attention.layers import registry
 from keras_attention.layers.attention_pooling import AttentionPooling
 from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
-from keras_attention.layers.token_and_position_embedding import (
+from keras_attention.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
 from keras_attention.layers.transformer_encoder import TransformerEncoder

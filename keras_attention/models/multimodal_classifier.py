@@ -12,8 +12,8 @@ from keras_attention.layers.attention_pooling import AttentionPooling
 from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
 from keras_attention.layers.multimodal_attention import MultiModalAttention
-from keras_attention.layers.position_embedding import PositionEmbedding
-from keras_attention.layers.token_and_position_embedding import (
+from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
+from keras_attention.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
 from keras_attention.models import common

@@ -17,7 +17,7 @@ from keras_attention.arguments import check_heads
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
 from keras_attention.layers.regularization.dropout import Dropout
-from keras_attention.layers.token_and_position_embedding import (
+from keras_attention.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
 from keras_attention.models import common

@@ -11,12 +11,12 @@ from keras.src import testing
 
 import helpers
 
-from keras_attention.layers.position_embedding import PositionEmbedding
-from keras_attention.layers.rotary_embedding import RotaryEmbedding
-from keras_attention.layers.sinusoidal_position_encoding import (
+from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
+from keras_attention.layers.embeddings.rotary_embedding import RotaryEmbedding
+from keras_attention.layers.embeddings.sinusoidal_position_encoding import (
     SinusoidalPositionEncoding,
 )
-from keras_attention.layers.token_and_position_embedding import (
+from keras_attention.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
 

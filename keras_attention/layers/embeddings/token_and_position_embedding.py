@@ -4,8 +4,8 @@ import keras
 from keras import ops
 
 from keras_attention.arguments import check_int
-from keras_attention.layers.position_embedding import PositionEmbedding
-from keras_attention.layers.sinusoidal_position_encoding import (
+from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
+from keras_attention.layers.embeddings.sinusoidal_position_encoding import (
     SinusoidalPositionEncoding,
 )
 
