@@ -27,10 +27,10 @@ from keras_attention.layers.cbam import CBAM
 from keras_attention.layers.channel_attention import ChannelAttention
 from keras_attention.layers.spatial_attention import SpatialAttention
 from keras_attention.layers.additive_attention import AdditiveAttention
-from keras_attention.layers.attention_pooling import AttentionPooling
+from keras_attention.layers.pooling.attention_pooling import AttentionPooling
 from keras_attention.layers.target_attention import TargetAttention
 from keras_attention.layers.linear_attention import LinearAttention
-from keras_attention.layers.masked_average_pooling import MaskedAveragePooling
+from keras_attention.layers.pooling.masked_average_pooling import MaskedAveragePooling
 from keras_attention.layers.dynamic_attention import DynamicAttention
 from keras_attention.layers.activations.dice import Dice
 from keras_attention.layers.spatiotemporal_attention import SpatioTemporalAttention

@@ -1,4 +1,4 @@
-"""Tests for `keras_attention.layers.attention_pooling.AttentionPooling`.
+"""Tests for `keras_attention.layers.pooling.attention_pooling.AttentionPooling`.
 
 Expected numbers, NumPy float64 with the layer's own weights:
 
@@ -19,7 +19,7 @@ import attention_reference as ref
 import helpers
 
 from keras_attention.layers import registry
-from keras_attention.layers.attention_pooling import AttentionPooling
+from keras_attention.layers.pooling.attention_pooling import AttentionPooling
 
 RNG = np.random.default_rng(0)
 

@@ -1,0 +1,1 @@
+"""Pooling layers: attention pooling with learned queries and the masked average."""
