@@ -16,9 +16,9 @@ from keras_attention.layers.embeddings.sinusoidal_position_encoding import (
 from keras_attention.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
-from keras_attention.layers.feed_forward import FeedForward
-from keras_attention.layers.transformer_decoder import TransformerDecoder
-from keras_attention.layers.transformer_encoder import TransformerEncoder
+from keras_attention.layers.transformer.feed_forward import FeedForward
+from keras_attention.layers.transformer.transformer_decoder import TransformerDecoder
+from keras_attention.layers.transformer.transformer_encoder import TransformerEncoder
 from keras_attention.layers.low_rank_attention import LowRankAttention
 from keras_attention.layers.regional_attention import RegionalAttention
 from keras_attention.layers.sparse_attention import SparseAttention

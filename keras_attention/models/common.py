@@ -27,7 +27,7 @@ from keras_attention.layers.pooling.masked_average_pooling import MaskedAverageP
 from keras_attention.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
-from keras_attention.layers.transformer_encoder import TransformerEncoder
+from keras_attention.layers.transformer.transformer_encoder import TransformerEncoder
 
 
 

@@ -8,7 +8,7 @@ from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
 from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
-from keras_attention.layers.transformer_decoder import TransformerDecoder
+from keras_attention.layers.transformer.transformer_decoder import TransformerDecoder
 from keras_attention.models import common
 from keras_attention.models import generation
 

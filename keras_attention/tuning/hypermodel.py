@@ -117,7 +117,7 @@ def attention_length(task, data, options):
     length = data.info.get("sequence_length")
     if length:
         return int(length)
-    from keras_attention.layers.transformer_encoder import TransformerEncoder
+    from keras_attention.layers.transformer.transformer_encoder import TransformerEncoder
 
     model = task.build(data, "multi_head", None, options)
     found = None

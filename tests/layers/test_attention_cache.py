@@ -18,7 +18,7 @@ from keras_attention.layers import get
 from keras_attention.layers.scaled_dot_product_attention import (
     ScaledDotProductAttention,
 )
-from keras_attention.layers.transformer_decoder import TransformerDecoder
+from keras_attention.layers.transformer.transformer_decoder import TransformerDecoder
 
 RNG = np.random.default_rng(0)
 

@@ -571,7 +571,7 @@ def test_export_serves_without_the_package(tmp_path):
 
 def test_inside_transformer_encoder(tmp_path):
     encoder_module = pytest.importorskip(
-        "keras_attention.layers.transformer_encoder"
+        "keras_attention.layers.transformer.transformer_encoder"
     )
     tokens = keras.Input((None,), dtype="int32")
     x = keras.layers.Embedding(20, 16, mask_zero=True)(tokens)

@@ -650,7 +650,7 @@ def test_export_serves_without_the_package(tmp_path):
 
 
 def test_inside_transformer_encoder():
-    from keras_attention.layers.transformer_encoder import TransformerEncoder
+    from keras_attention.layers.transformer.transformer_encoder import TransformerEncoder
 
     ids = np.array([[1, 2, 3, 4, 5, 6, 7, 0, 0], [1, 2, 3, 4, 5, 6, 7, 8, 9]])
     for attention_kwargs in (

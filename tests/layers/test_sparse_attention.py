@@ -691,7 +691,7 @@ def test_export_serves_without_the_package(tmp_path):
 
 
 def test_inside_transformer_encoder_and_registry():
-    from keras_attention.layers.transformer_encoder import TransformerEncoder
+    from keras_attention.layers.transformer.transformer_encoder import TransformerEncoder
 
     assert registry.get_class("sparse") is SparseAttention
     layer = registry.get("sparse", num_heads=2, key_dim=4, pattern="fixed")

@@ -18,8 +18,8 @@ from keras_attention.layers.multi_head_attention import MultiHeadAttention
 from keras_attention.layers.scaled_dot_product_attention import (
     ScaledDotProductAttention,
 )
-from keras_attention.layers.transformer_decoder import TransformerDecoder
-from keras_attention.layers.transformer_encoder import TransformerEncoder
+from keras_attention.layers.transformer.transformer_decoder import TransformerDecoder
+from keras_attention.layers.transformer.transformer_encoder import TransformerEncoder
 
 ARRANGEMENTS = {
     "post_norm": {},

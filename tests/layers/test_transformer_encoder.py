@@ -14,12 +14,12 @@ from keras.src import testing
 import helpers
 import transformer_reference as ref
 
-from keras_attention.layers.feed_forward import FeedForward
+from keras_attention.layers.transformer.feed_forward import FeedForward
 from keras_attention.layers.multi_head_attention import MultiHeadAttention
 from keras_attention.layers.scaled_dot_product_attention import (
     ScaledDotProductAttention,
 )
-from keras_attention.layers.transformer_encoder import TransformerEncoder
+from keras_attention.layers.transformer.transformer_encoder import TransformerEncoder
 
 ARRANGEMENTS = {
     "post_norm": {},

@@ -6,10 +6,10 @@ from keras.src.backend.common.masking import get_keras_mask
 from keras.src.backend.common.masking import set_keras_mask
 
 from keras_attention.arguments import argument_error
-from keras_attention.layers.transformer_block import AttentionSpec
-from keras_attention.layers.transformer_block import TransformerBlock
-from keras_attention.layers.transformer_block import call_parameters
-from keras_attention.layers.transformer_block import serialize_kwargs
+from keras_attention.layers.transformer.transformer_block import AttentionSpec
+from keras_attention.layers.transformer.transformer_block import TransformerBlock
+from keras_attention.layers.transformer.transformer_block import call_parameters
+from keras_attention.layers.transformer.transformer_block import serialize_kwargs
 
 
 def _positions(cache):

@@ -4,7 +4,7 @@ import keras
 from keras.src.backend.common.masking import get_keras_mask
 from keras.src.backend.common.masking import set_keras_mask
 
-from keras_attention.layers.transformer_block import TransformerBlock
+from keras_attention.layers.transformer.transformer_block import TransformerBlock
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")

@@ -1,0 +1,1 @@
+"""Transformer blocks: the encoder, the decoder, what they share and the feed-forward network."""
