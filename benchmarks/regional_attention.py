@@ -48,8 +48,8 @@ def worker(args):
     import tensorflow as tf
     import keras
 
-    from keras_attention.layers.multi_head_attention import MultiHeadAttention
-    from keras_attention.layers.regional_attention import RegionalAttention
+    from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
+    from keras_attention.layers.attention.regional_attention import RegionalAttention
 
     t, w = args.length, args.window
     common = {"num_heads": 4, "key_dim": 64}

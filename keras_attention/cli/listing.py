@@ -17,7 +17,7 @@ def _summary(obj):
 
 
 def run(args):
-    from keras_attention.layers import registry
+    from keras_attention.layers.attention import registry
     from keras_attention.tasks import available_tasks
     from keras_attention.tasks import get_task
 

@@ -3,7 +3,7 @@
 import json
 import os
 
-from keras_attention.layers import registry
+from keras_attention.layers.attention import registry
 from keras_attention.tasks import available_tasks
 
 DEFAULT_TASK = "listops"

@@ -20,7 +20,7 @@ import keras
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
-from keras_attention.layers import registry
+from keras_attention.layers.attention import registry
 from keras_attention.layers.pooling.attention_pooling import AttentionPooling
 from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.pooling.masked_average_pooling import MaskedAveragePooling

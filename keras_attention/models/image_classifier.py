@@ -6,8 +6,8 @@ from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
 from keras_attention.arguments import check_positive_int
-from keras_attention.layers.cbam import CBAM
-from keras_attention.layers.channel_attention import ChannelAttention
+from keras_attention.layers.attention.cbam import CBAM
+from keras_attention.layers.attention.channel_attention import ChannelAttention
 from keras_attention.layers.embeddings.class_token import ClassToken
 from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.embeddings.position_embedding import PositionEmbedding

@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 
 from keras_attention.arguments import argument_error
-from keras_attention.layers import registry
+from keras_attention.layers.attention import registry
 
 _NAME = "hypermodel"
 
@@ -46,7 +46,7 @@ CANDIDATES = {
 LEARNING_RATE_RANGE = (1e-4, 1e-2)
 KEY_VALUE_HEADS = [1, 2, 4, 8]
 # Each variant's own arguments come from its class (`search_space`, a dict
-# of `keras_attention.layers.registry.Tunable`): adding a variant adds its
+# of `keras_attention.layers.attention.registry.Tunable`): adding a variant adds its
 # space. keras-tuner choices take no None: it is searched as "none".
 _NONE = "none"
 

@@ -1,4 +1,4 @@
-"""Tests for `keras_attention.layers.additive_attention.AdditiveAttention`.
+"""Tests for `keras_attention.layers.attention.additive_attention.AdditiveAttention`.
 
 Expected numbers: the textbook scores written out in NumPy (float64) with
 the layer's own weights read back as arrays:
@@ -20,9 +20,9 @@ from keras.src.backend.common.masking import get_keras_mask
 import attention_reference as ref
 import helpers
 
-from keras_attention.layers import additive_attention
-from keras_attention.layers import registry
-from keras_attention.layers.additive_attention import AdditiveAttention
+from keras_attention.layers.attention import additive_attention
+from keras_attention.layers.attention import registry
+from keras_attention.layers.attention.additive_attention import AdditiveAttention
 
 RNG = np.random.default_rng(0)
 

@@ -15,7 +15,7 @@ import attention_reference as ref
 import transformer_reference as tref
 
 from keras_attention.layers import get
-from keras_attention.layers.scaled_dot_product_attention import (
+from keras_attention.layers.attention.scaled_dot_product_attention import (
     ScaledDotProductAttention,
 )
 from keras_attention.layers.transformer.transformer_decoder import TransformerDecoder

@@ -18,7 +18,7 @@ from keras.src import testing
 import attention_reference as ref
 import helpers
 
-from keras_attention.layers import registry
+from keras_attention.layers.attention import registry
 from keras_attention.layers.pooling.attention_pooling import AttentionPooling
 
 RNG = np.random.default_rng(0)

@@ -24,9 +24,9 @@ from keras.src.backend.common.masking import get_keras_mask
 
 import helpers
 
-from keras_attention.layers.cbam import CBAM
-from keras_attention.layers.channel_attention import ChannelAttention
-from keras_attention.layers.spatial_attention import SpatialAttention
+from keras_attention.layers.attention.cbam import CBAM
+from keras_attention.layers.attention.channel_attention import ChannelAttention
+from keras_attention.layers.attention.spatial_attention import SpatialAttention
 
 RNG = np.random.default_rng(0)
 

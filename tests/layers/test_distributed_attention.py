@@ -27,9 +27,9 @@ import helpers
 
 from keras_attention.layers import MultiHeadAttention
 from keras_attention.layers import TransformerEncoder
-from keras_attention.layers import distributed_attention
-from keras_attention.layers import registry
-from keras_attention.layers.distributed_attention import DistributedAttention
+from keras_attention.layers.attention import distributed_attention
+from keras_attention.layers.attention import registry
+from keras_attention.layers.attention.distributed_attention import DistributedAttention
 
 RNG = np.random.default_rng(0)
 
@@ -364,7 +364,7 @@ _PLACEMENT_SCRIPT = textwrap.dedent(
     )
     import keras
     from keras_attention.layers import MultiHeadAttention
-    from keras_attention.layers.distributed_attention import (
+    from keras_attention.layers.attention.distributed_attention import (
         DistributedAttention,
     )
 

@@ -22,9 +22,9 @@ import attention_reference as ref
 import helpers
 
 from keras_attention.layers import TransformerEncoder
-from keras_attention.layers import dynamic_attention
-from keras_attention.layers import registry
-from keras_attention.layers.dynamic_attention import DynamicAttention
+from keras_attention.layers.attention import dynamic_attention
+from keras_attention.layers.attention import registry
+from keras_attention.layers.attention.dynamic_attention import DynamicAttention
 
 FLAGS = [
     dict(temperature=True, head_gating=True, talking_heads=True),

@@ -24,7 +24,7 @@ from keras.src.backend.common.masking import set_keras_mask
 
 import attention_reference as ref
 
-from keras_attention.layers import registry
+from keras_attention.layers.attention import registry
 
 RNG = np.random.default_rng(0)
 

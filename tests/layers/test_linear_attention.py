@@ -1,4 +1,4 @@
-"""Tests for `keras_attention.layers.linear_attention.LinearAttention`.
+"""Tests for `keras_attention.layers.attention.linear_attention.LinearAttention`.
 
 Expected numbers come from the NumPy (float64) quadratic form of
 `linear_reference.py` (`phi(Q) phi(K)^T`, masked, row-normalised, times V)
@@ -24,9 +24,9 @@ import attention_reference as ref
 import helpers
 import linear_reference as lin
 
-from keras_attention.layers import linear_attention
-from keras_attention.layers.linear_attention import LinearAttention
-from keras_attention.layers import registry
+from keras_attention.layers.attention import linear_attention
+from keras_attention.layers.attention.linear_attention import LinearAttention
+from keras_attention.layers.attention import registry
 
 RNG = np.random.default_rng(0)
 
@@ -755,7 +755,7 @@ _LONG_INPUT = textwrap.dedent(
     import json, resource, sys, time
     import numpy as np
     import tensorflow as tf
-    from keras_attention.layers.linear_attention import LinearAttention
+    from keras_attention.layers.attention.linear_attention import LinearAttention
 
     causal = sys.argv[1] == "causal"
     layer = LinearAttention(num_heads=4, key_dim=64, seed=0)

@@ -30,9 +30,9 @@ from keras.src.backend.common.masking import get_keras_mask
 import attention_reference as ref
 import helpers
 
-from keras_attention.layers import low_rank_attention
-from keras_attention.layers import registry
-from keras_attention.layers.low_rank_attention import LowRankAttention
+from keras_attention.layers.attention import low_rank_attention
+from keras_attention.layers.attention import registry
+from keras_attention.layers.attention.low_rank_attention import LowRankAttention
 
 RNG = np.random.default_rng(0)
 
@@ -700,7 +700,7 @@ _LONG_INPUT = textwrap.dedent(
     import numpy as np
     import tensorflow as tf
     import keras
-    from keras_attention.layers.low_rank_attention import LowRankAttention
+    from keras_attention.layers.attention.low_rank_attention import LowRankAttention
 
     T = int(sys.argv[1])
     layer = LowRankAttention(num_heads=4, key_dim=64, max_length=T, rank=128)

@@ -22,9 +22,9 @@ import attention_reference as ref
 import helpers
 import linear_reference as lin
 
-from keras_attention.layers import multimodal_attention as module
-from keras_attention.layers import registry
-from keras_attention.layers.multimodal_attention import MultiModalAttention
+from keras_attention.layers.attention import multimodal_attention as module
+from keras_attention.layers.attention import registry
+from keras_attention.layers.attention.multimodal_attention import MultiModalAttention
 
 MODES = ["cross", "co", "merged"]
 

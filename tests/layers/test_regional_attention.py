@@ -29,11 +29,11 @@ from keras.src import testing
 import attention_reference as ref
 import helpers
 
-from keras_attention.layers import registry
-from keras_attention.layers.multi_head_attention import MultiHeadAttention
-from keras_attention.layers import regional_attention as regional_module
-from keras_attention.layers.regional_attention import RegionalAttention
-from keras_attention.layers.regional_attention import sliding_block_size
+from keras_attention.layers.attention import registry
+from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
+from keras_attention.layers.attention import regional_attention as regional_module
+from keras_attention.layers.attention.regional_attention import RegionalAttention
+from keras_attention.layers.attention.regional_attention import sliding_block_size
 from keras_attention.ops import regional as regional_ops
 
 RNG = np.random.default_rng(0)
@@ -919,7 +919,7 @@ _LONG_INPUT = textwrap.dedent(
     import resource, sys, time
     import numpy as np
     import tensorflow as tf
-    from keras_attention.layers.regional_attention import RegionalAttention
+    from keras_attention.layers.attention.regional_attention import RegionalAttention
 
     def status(field):
         with open("/proc/self/status") as f:

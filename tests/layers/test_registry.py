@@ -11,7 +11,7 @@ from keras_attention.layers import ScaledDotProductAttention
 from keras_attention.layers import available
 from keras_attention.layers import get
 from keras_attention.layers import register_attention
-from keras_attention.layers import registry
+from keras_attention.layers.attention import registry
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ def test_package_exports():
 
 
 def test_structural_layers_are_built_by_name_but_not_swappable():
-    from keras_attention.layers import registry as reg
+    from keras_attention.layers.attention import registry as reg
 
     for name in ("pooling", "target", "spatiotemporal"):
         assert name not in reg.available()
@@ -193,7 +193,7 @@ def test_structural_layers_are_built_by_name_but_not_swappable():
 
 
 def test_length_defaults():
-    from keras_attention.layers import registry as reg
+    from keras_attention.layers.attention import registry as reg
 
     assert reg.length_defaults("low_rank", 32) == {"max_length": 32, "rank": 32}
     assert reg.length_defaults("regional", 300) == {"window_size": 64}

@@ -27,9 +27,9 @@ from keras.src.backend.common.masking import get_keras_mask
 import attention_reference as ref
 import helpers
 
-from keras_attention.layers import registry
-from keras_attention.layers.multi_head_attention import MultiHeadAttention
-from keras_attention.layers.sparse_attention import SparseAttention
+from keras_attention.layers.attention import registry
+from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
+from keras_attention.layers.attention.sparse_attention import SparseAttention
 from keras_attention.ops import sparse as sparse_ops
 
 RNG = np.random.default_rng(0)
@@ -851,7 +851,7 @@ _LONG = textwrap.dedent(
     """
     import json, resource, sys
     import tensorflow as tf
-    from keras_attention.layers.sparse_attention import SparseAttention
+    from keras_attention.layers.attention.sparse_attention import SparseAttention
 
     def peak_mib():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -21,9 +21,9 @@ from keras.src.backend.common.masking import set_keras_mask
 import attention_reference as ref
 import helpers
 
-from keras_attention.layers import registry
-from keras_attention.layers import spatiotemporal_attention as module
-from keras_attention.layers.spatiotemporal_attention import SpatioTemporalAttention
+from keras_attention.layers.attention import registry
+from keras_attention.layers.attention import spatiotemporal_attention as module
+from keras_attention.layers.attention.spatiotemporal_attention import SpatioTemporalAttention
 
 
 def normal(rng, *shape):

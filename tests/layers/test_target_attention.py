@@ -1,4 +1,4 @@
-"""Tests for `keras_attention.layers.target_attention.TargetAttention`.
+"""Tests for `keras_attention.layers.attention.target_attention.TargetAttention`.
 
 Expected numbers, NumPy float64 with the layer's own weights (DIN):
 
@@ -19,8 +19,8 @@ from keras.src import testing
 import attention_reference as ref
 import helpers
 
-from keras_attention.layers import registry
-from keras_attention.layers.target_attention import TargetAttention
+from keras_attention.layers.attention import registry
+from keras_attention.layers.attention.target_attention import TargetAttention
 
 RNG = np.random.default_rng(0)
 

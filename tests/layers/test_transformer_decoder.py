@@ -14,8 +14,8 @@ from keras.src import testing
 import helpers
 import transformer_reference as ref
 
-from keras_attention.layers.multi_head_attention import MultiHeadAttention
-from keras_attention.layers.scaled_dot_product_attention import (
+from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
+from keras_attention.layers.attention.scaled_dot_product_attention import (
     ScaledDotProductAttention,
 )
 from keras_attention.layers.transformer.transformer_decoder import TransformerDecoder

@@ -15,8 +15,8 @@ import helpers
 import transformer_reference as ref
 
 from keras_attention.layers.transformer.feed_forward import FeedForward
-from keras_attention.layers.multi_head_attention import MultiHeadAttention
-from keras_attention.layers.scaled_dot_product_attention import (
+from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
+from keras_attention.layers.attention.scaled_dot_product_attention import (
     ScaledDotProductAttention,
 )
 from keras_attention.layers.transformer.transformer_encoder import TransformerEncoder

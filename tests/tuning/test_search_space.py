@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keras_attention import tuning
-from keras_attention.layers import registry
+from keras_attention.layers.attention import registry
 from keras_attention.tuning.search_space import variant_space
 
 

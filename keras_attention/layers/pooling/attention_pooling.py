@@ -9,9 +9,9 @@ from keras_attention import ops as attention_ops
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
-from keras_attention.layers.attention_masking import check_mask
-from keras_attention.layers.attention_masking import set_keras_mask
-from keras_attention.layers.registry import register_attention
+from keras_attention.layers.attention.attention_masking import check_mask
+from keras_attention.layers.attention.attention_masking import set_keras_mask
+from keras_attention.layers.attention.registry import register_attention
 
 
 # Not swappable: it does not take `(query, value)` like the variants that

@@ -6,8 +6,8 @@ from keras import ops
 from keras_attention import ops as attention_ops
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_rate
-from keras_attention.layers.registry import register_attention
-from keras_attention.layers.single_head_attention import SingleHeadAttention
+from keras_attention.layers.attention.registry import register_attention
+from keras_attention.layers.attention.single_head_attention import SingleHeadAttention
 
 
 @register_attention("scaled_dot_product")

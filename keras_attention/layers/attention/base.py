@@ -11,11 +11,11 @@ from keras import ops
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
-from keras_attention.layers.attention_masking import mask_queries
-from keras_attention.layers.attention_masking import merge_masks
-from keras_attention.layers.attention_masking import set_keras_mask
-from keras_attention.layers.key_value_cache import KeyValueCache
-from keras_attention.layers.registry import register_attention
+from keras_attention.layers.attention.attention_masking import mask_queries
+from keras_attention.layers.attention.attention_masking import merge_masks
+from keras_attention.layers.attention.attention_masking import set_keras_mask
+from keras_attention.layers.attention.key_value_cache import KeyValueCache
+from keras_attention.layers.attention.registry import register_attention
 from keras_attention.ops.scores import hide_unseen
 
 

@@ -6,8 +6,8 @@ import keras
 
 from keras_attention import ops as attention_ops
 from keras_attention.arguments import check_positive_int
-from keras_attention.layers.base import BaseAttention
-from keras_attention.layers.registry import register_attention
+from keras_attention.layers.attention.base import BaseAttention
+from keras_attention.layers.attention.registry import register_attention
 from keras_attention.ops import sequence_parallel
 
 

@@ -6,9 +6,9 @@ import keras
 from keras import ops
 
 from keras_attention import ops as attention_ops
-from keras_attention.layers.base import BaseAttention
-from keras_attention.layers.registry import Tunable
-from keras_attention.layers.registry import register_attention
+from keras_attention.layers.attention.base import BaseAttention
+from keras_attention.layers.attention.registry import Tunable
+from keras_attention.layers.attention.registry import register_attention
 from keras_attention.ops import scores as sc
 from keras_attention.ops.dropout import dropout
 

@@ -4,10 +4,10 @@ projections of the inputs): `ScaledDotProductAttention` and
 
 import keras
 
-from keras_attention.layers.attention_masking import mask_queries
-from keras_attention.layers.attention_masking import merge_masks
-from keras_attention.layers.attention_masking import set_keras_mask
-from keras_attention.layers.base import BaseAttention
+from keras_attention.layers.attention.attention_masking import mask_queries
+from keras_attention.layers.attention.attention_masking import merge_masks
+from keras_attention.layers.attention.attention_masking import set_keras_mask
+from keras_attention.layers.attention.base import BaseAttention
 from keras_attention.ops.scores import hide_unseen
 
 

@@ -5,9 +5,9 @@ from keras import ops
 
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
-from keras_attention.layers.attention_masking import check_mask
+from keras_attention.layers.attention.attention_masking import check_mask
 from keras_attention.layers.activations.dice import Dice
-from keras_attention.layers.registry import register_attention
+from keras_attention.layers.attention.registry import register_attention
 from keras_attention.ops.attention import attend_with_scores
 
 ACTIVATIONS = ("sigmoid", "relu", "tanh", "dice")

@@ -7,9 +7,9 @@ import numpy as np
 
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
-from keras_attention.layers.base import BaseAttention
-from keras_attention.layers.registry import Tunable
-from keras_attention.layers.registry import register_attention
+from keras_attention.layers.attention.base import BaseAttention
+from keras_attention.layers.attention.registry import Tunable
+from keras_attention.layers.attention.registry import register_attention
 from keras_attention.ops import linear as linear_ops
 
 

@@ -5,9 +5,9 @@ from keras import ops
 from keras.src.backend.common.masking import get_keras_mask
 
 from keras_attention.arguments import argument_error
-from keras_attention.layers.attention_masking import check_mask
-from keras_attention.layers.composite_attention import CompositeAttention
-from keras_attention.layers.registry import register_attention
+from keras_attention.layers.attention.attention_masking import check_mask
+from keras_attention.layers.attention.composite_attention import CompositeAttention
+from keras_attention.layers.attention.registry import register_attention
 
 MODES = ("joint", "divided", "factorized")
 

@@ -4,10 +4,10 @@ import keras
 from keras import ops
 
 from keras_attention.arguments import check_positive_int
-from keras_attention.layers.channel_attention import check_activation
-from keras_attention.layers.channel_attention import check_feature_map
-from keras_attention.layers.channel_attention import masked_mean
-from keras_attention.layers.channel_attention import positions_mask
+from keras_attention.layers.attention.channel_attention import check_activation
+from keras_attention.layers.attention.channel_attention import check_feature_map
+from keras_attention.layers.attention.channel_attention import masked_mean
+from keras_attention.layers.attention.channel_attention import positions_mask
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")

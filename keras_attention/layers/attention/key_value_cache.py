@@ -11,10 +11,10 @@ from keras import ops
 
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
-from keras_attention.layers.attention_masking import check_mask
-from keras_attention.layers.attention_masking import get_keras_mask
-from keras_attention.layers.attention_masking import merge_masks
-from keras_attention.layers.attention_masking import set_keras_mask
+from keras_attention.layers.attention.attention_masking import check_mask
+from keras_attention.layers.attention.attention_masking import get_keras_mask
+from keras_attention.layers.attention.attention_masking import merge_masks
+from keras_attention.layers.attention.attention_masking import set_keras_mask
 
 
 def _is_static_zero(index):

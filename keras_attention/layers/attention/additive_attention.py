@@ -5,8 +5,8 @@ from keras import ops
 
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
-from keras_attention.layers.registry import register_attention
-from keras_attention.layers.single_head_attention import SingleHeadAttention
+from keras_attention.layers.attention.registry import register_attention
+from keras_attention.layers.attention.single_head_attention import SingleHeadAttention
 from keras_attention.ops.attention import attend_with_scores
 
 SCORES = ("additive", "general")

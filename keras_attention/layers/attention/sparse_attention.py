@@ -5,9 +5,9 @@ from keras import ops
 
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
-from keras_attention.layers.base import BaseAttention
-from keras_attention.layers.registry import Tunable
-from keras_attention.layers.registry import register_attention
+from keras_attention.layers.attention.base import BaseAttention
+from keras_attention.layers.attention.registry import Tunable
+from keras_attention.layers.attention.registry import register_attention
 from keras_attention.ops import sparse as sparse_ops
 from keras_attention.ops.scores import static_or_dynamic
 from keras_attention.ops.tiling import ceil_div

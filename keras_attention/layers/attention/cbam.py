@@ -2,10 +2,10 @@
 
 import keras
 
-from keras_attention.layers.attention_masking import check_mask
-from keras_attention.layers.channel_attention import ChannelAttention
-from keras_attention.layers.channel_attention import check_feature_map
-from keras_attention.layers.spatial_attention import SpatialAttention
+from keras_attention.layers.attention.attention_masking import check_mask
+from keras_attention.layers.attention.channel_attention import ChannelAttention
+from keras_attention.layers.attention.channel_attention import check_feature_map
+from keras_attention.layers.attention.spatial_attention import SpatialAttention
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")

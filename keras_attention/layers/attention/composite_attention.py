@@ -4,7 +4,7 @@ import keras
 
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
-from keras_attention.layers import registry
+from keras_attention.layers.attention import registry
 
 
 class CompositeAttention(keras.layers.Layer):

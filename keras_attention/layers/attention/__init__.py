@@ -1,0 +1,1 @@
+"""Attention layers: the shared shell, its masking, cache and registry, and every attention variant."""
