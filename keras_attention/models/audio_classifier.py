@@ -5,10 +5,10 @@ import keras
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
-from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
 from keras_attention.layers.preprocessing.spec_augment import SpecAugment
 from keras_attention.layers.preprocessing.speed_perturbation import SpeedPerturbation
+from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.models import audio_frontend
 from keras_attention.models import common
 

@@ -22,8 +22,8 @@ from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
 from keras_attention.layers.attention import registry
 from keras_attention.layers.pooling.attention_pooling import AttentionPooling
-from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.pooling.masked_average_pooling import MaskedAveragePooling
+from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )

@@ -9,9 +9,9 @@ from keras_attention.arguments import check_positive_int
 from keras_attention.layers.attention.cbam import CBAM
 from keras_attention.layers.attention.channel_attention import ChannelAttention
 from keras_attention.layers.embeddings.class_token import ClassToken
-from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
 from keras_attention.layers.preprocessing.random_shift import RandomShift
+from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.models import common
 
 BUILDER = "image_classifier"

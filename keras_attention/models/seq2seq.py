@@ -14,10 +14,10 @@ from keras_attention.arguments import check_heads
 from keras_attention.models import common
 from keras_attention.models import generation
 from keras_attention.models.language_model import TokenAccuracy
-from keras_attention.models.language_model import model_layer
 from keras_attention.models.language_model import check_cached_blocks
 from keras_attention.models.language_model import decoder_blocks
 from keras_attention.models.language_model import decoder_stack
+from keras_attention.models.language_model import model_layer
 from keras_attention.models.language_model import sequence_loss
 
 BUILDER = "seq2seq"

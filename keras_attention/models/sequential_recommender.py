@@ -7,9 +7,9 @@ from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_heads
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
-from keras_attention.layers.regularization.dropout import Dropout
-from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
 from keras_attention.layers.attention.target_attention import TargetAttention
+from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
+from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.models import common
 
 BUILDER = "sequential_recommender"

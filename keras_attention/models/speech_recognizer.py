@@ -15,9 +15,9 @@ from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
-from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
 from keras_attention.layers.preprocessing.spec_augment import SpecAugment
+from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.models import audio_frontend
 from keras_attention.models import common
 

@@ -8,11 +8,11 @@ from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
-from keras_attention.layers.pooling.attention_pooling import AttentionPooling
-from keras_attention.layers.regularization.dropout import Dropout
-from keras_attention.layers.pooling.masked_average_pooling import MaskedAveragePooling
-from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
 from keras_attention.layers.attention.spatiotemporal_attention import SpatioTemporalAttention
+from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
+from keras_attention.layers.pooling.attention_pooling import AttentionPooling
+from keras_attention.layers.pooling.masked_average_pooling import MaskedAveragePooling
+from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.models import common
 from keras_attention.models.text_classifier import compile_classifier
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import helpers
-from keras_attention.layers.activations import dice as dice_module
 from keras_attention.layers import Dice
+from keras_attention.layers.activations import dice as dice_module
 
 
 def reference(x, alpha, mean, variance, epsilon):

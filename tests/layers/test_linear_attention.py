@@ -25,8 +25,8 @@ import helpers
 import linear_reference as lin
 
 from keras_attention.layers.attention import linear_attention
-from keras_attention.layers.attention.linear_attention import LinearAttention
 from keras_attention.layers.attention import registry
+from keras_attention.layers.attention.linear_attention import LinearAttention
 
 RNG = np.random.default_rng(0)
 

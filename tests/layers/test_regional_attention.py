@@ -29,9 +29,9 @@ from keras.src import testing
 import attention_reference as ref
 import helpers
 
+from keras_attention.layers.attention import regional_attention as regional_module
 from keras_attention.layers.attention import registry
 from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
-from keras_attention.layers.attention import regional_attention as regional_module
 from keras_attention.layers.attention.regional_attention import RegionalAttention
 from keras_attention.layers.attention.regional_attention import sliding_block_size
 from keras_attention.ops import regional as regional_ops

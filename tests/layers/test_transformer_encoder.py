@@ -14,8 +14,8 @@ from keras.src import testing
 import helpers
 import transformer_reference as ref
 
-from keras_attention.layers.transformer.feed_forward import FeedForward
 from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
+from keras_attention.layers.transformer.feed_forward import FeedForward
 from keras_attention.layers.attention.scaled_dot_product_attention import (
     ScaledDotProductAttention,
 )

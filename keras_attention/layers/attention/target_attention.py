@@ -5,8 +5,8 @@ from keras import ops
 
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
-from keras_attention.layers.attention.attention_masking import check_mask
 from keras_attention.layers.activations.dice import Dice
+from keras_attention.layers.attention.attention_masking import check_mask
 from keras_attention.layers.attention.registry import register_attention
 from keras_attention.ops.attention import attend_with_scores
 

@@ -21,11 +21,11 @@ from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
 from keras_attention.layers.attention import registry
 from keras_attention.layers.attention.attention_masking import check_mask
+from keras_attention.layers.attention.registry import accepts as _accepts
 from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.transformer.feed_forward import FeedForward
 from keras_attention.layers.transformer.feed_forward import clone_initializer
 from keras_attention.layers.transformer.feed_forward import get_activation
-from keras_attention.layers.attention.registry import accepts as _accepts
 
 _PRIMITIVES = (type(None), bool, int, float, str)
 
