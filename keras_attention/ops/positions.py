@@ -181,8 +181,8 @@ def apply_rotary_embedding(
     if head_dim is None or head_dim % 2:
         raise argument_error(
             "apply_rotary_embedding",
-            "x",
-            "needs a last axis (head_dim) that must be static and even (channels are rotated in pairs)",
+            "x.shape[-1]",
+            "(head_dim) must be static and even (channels are rotated in pairs)",
             f"x.shape={tuple(x.shape)}",
         )
     check_positive_float("apply_rotary_embedding", "max_wavelength", max_wavelength)
