@@ -7,6 +7,7 @@ from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
 from keras_attention.layers.attention.registry import register_attention
 from keras_attention.layers.attention.single_head_attention import SingleHeadAttention
+from keras_attention.layers.initializers import clone_initializer
 from keras_attention.ops.attention import attend_with_scores
 
 SCORES = ("additive", "general")
@@ -135,16 +136,11 @@ class AdditiveAttention(SingleHeadAttention):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def _kernel(self, name, shape, offset):
-        initializer = self.kernel_initializer
-        config = initializer.get_config()
-        if isinstance(config.get("seed"), int) and offset:
-            # An int-seeded initializer repeats itself; shift per weight.
-            config["seed"] += offset
-            initializer = initializer.__class__.from_config(config)
+        # An int-seeded initializer repeats itself: its seed shifts per weight.
         return self.add_weight(
             name=name,
             shape=shape,
-            initializer=initializer,
+            initializer=clone_initializer(self.kernel_initializer, offset),
             regularizer=self.kernel_regularizer,
         )
 

@@ -16,6 +16,7 @@ from keras_attention.layers.attention.attention_masking import merge_masks
 from keras_attention.layers.attention.attention_masking import set_keras_mask
 from keras_attention.layers.attention.key_value_cache import KeyValueCache
 from keras_attention.layers.attention.registry import register_attention
+from keras_attention.layers.initializers import clone_initializer
 from keras_attention.ops.scores import hide_unseen
 
 
@@ -173,19 +174,13 @@ class BaseAttention(KeyValueCache, keras.layers.Layer):
     # building
     # ------------------------------------------------------------------
     def _dense(self, name, equation, output_shape, bias_axes, seed_offset=0):
-        # A fresh copy per projection; an integer seed is shifted by
-        # `seed_offset`, so a seeded initializer doesn't give the projections
-        # the same kernel (an int-seeded Keras initializer repeats itself).
-        config = self.kernel_initializer.get_config()
-        if isinstance(config.get("seed"), int) and seed_offset:
-            config["seed"] += seed_offset
+        # A fresh copy per projection, its integer seed shifted by
+        # `seed_offset` (an int-seeded Keras initializer repeats itself).
         return keras.layers.EinsumDense(
             equation,
             output_shape=output_shape,
             bias_axes=bias_axes if self.use_bias else None,
-            kernel_initializer=self.kernel_initializer.__class__.from_config(
-                config
-            ),
+            kernel_initializer=clone_initializer(self.kernel_initializer, seed_offset),
             bias_initializer=self.bias_initializer,
             kernel_regularizer=self.kernel_regularizer,
             bias_regularizer=self.bias_regularizer,

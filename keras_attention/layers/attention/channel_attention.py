@@ -6,7 +6,7 @@ from keras import ops
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
 from keras_attention.layers.attention.attention_masking import check_mask
-from keras_attention.layers.transformer.feed_forward import clone_initializer
+from keras_attention.layers.initializers import clone_initializer
 
 POOLINGS = ("avg", "avg_max")
 

@@ -9,6 +9,7 @@ from keras_attention.arguments import check_positive_int
 from keras_attention.layers.attention.base import BaseAttention
 from keras_attention.layers.attention.registry import Tunable
 from keras_attention.layers.attention.registry import register_attention
+from keras_attention.layers.initializers import clone_initializer
 
 
 @register_attention("low_rank")
@@ -244,12 +245,8 @@ class LowRankAttention(BaseAttention):
     # weights
     # ------------------------------------------------------------------
     def _projection(self, name, seed_offset):
-        initializer = self.projection_initializer
-        config = initializer.get_config()
         # An int-seeded initializer would give E and F the same values.
-        if isinstance(config.get("seed"), int) and seed_offset:
-            config["seed"] += seed_offset
-            initializer = initializer.__class__.from_config(config)
+        initializer = clone_initializer(self.projection_initializer, seed_offset)
         # `autocast=False`: E and F stay float32 under mixed precision; the
         # compression casts its inputs to float32 instead.
         return self.add_weight(

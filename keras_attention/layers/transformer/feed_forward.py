@@ -5,6 +5,7 @@ import keras
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
+from keras_attention.layers.initializers import clone_initializer
 from keras_attention.layers.regularization.dropout import Dropout
 
 
@@ -20,19 +21,6 @@ def get_activation(layer, activation):
             "activation or a callable",
             f"activation={activation!r}",
         ) from error
-
-
-def clone_initializer(initializer, seed_offset=0):
-    """A fresh copy of `initializer` for one more weight.
-
-    An unseeded Keras initializer draws a new seed per copy. An integer seed
-    is shifted by `seed_offset`, since an int-seeded Keras initializer repeats
-    its values: weights that should differ must get different offsets.
-    """
-    config = initializer.get_config()
-    if isinstance(config.get("seed"), int) and seed_offset:
-        config["seed"] += seed_offset
-    return initializer.__class__.from_config(config)
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")

@@ -21,10 +21,10 @@ from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
 from keras_attention.layers.attention import registry
 from keras_attention.layers.attention.attention_masking import check_mask
-from keras_attention.layers.attention.registry import accepts as _accepts
+from keras_attention.layers.attention.registry import accepts
 from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.layers.transformer.feed_forward import FeedForward
-from keras_attention.layers.transformer.feed_forward import clone_initializer
+from keras_attention.layers.initializers import clone_initializer
 from keras_attention.layers.transformer.feed_forward import get_activation
 
 _PRIMITIVES = (type(None), bool, int, float, str)
@@ -176,7 +176,7 @@ class AttentionSpec:
             return self.instance
         cls = self.cls
         defaults = {"num_heads": block.num_heads}
-        if _accepts(cls, "key_dim") and "key_dim" not in self.class_kwargs:
+        if accepts(cls, "key_dim") and "key_dim" not in self.class_kwargs:
             heads = self.class_kwargs.get("num_heads", block.num_heads)
             if hidden_dim % heads:
                 raise argument_error(
@@ -192,7 +192,7 @@ class AttentionSpec:
             ("kernel_initializer", block.kernel_initializer, seed_offset),
             ("bias_initializer", block.bias_initializer, 0),
         ):
-            if _accepts(cls, key) and key not in self.class_kwargs:
+            if accepts(cls, key) and key not in self.class_kwargs:
                 defaults[key] = clone_initializer(value, offset)
         defaults.update(dtype=block.dtype_policy, name=name)
         kwargs = registry.arguments(registry.Resolved(cls=cls, kwargs=self.class_kwargs), defaults=defaults)
