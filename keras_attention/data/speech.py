@@ -15,6 +15,8 @@ import dataclasses
 
 import numpy as np
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_positive_int
 from keras_attention.data.prepared import load_prepared
 from keras_attention.data.prepared import prepared_builder
 
@@ -167,10 +169,7 @@ class SpeechRecognitionData:
     max_label_length: int
 
 
-def _fail(argument, expected, value):
-    return ValueError(
-        f"`speech_recognition_data`: `{argument}` {expected}. Received: {argument}={value!r}"
-    )
+SOURCE = "speech_recognition_data"
 
 
 def speech_recognition_data(
@@ -239,14 +238,15 @@ def speech_recognition_data(
         ("sample_rate", sample_rate),
         ("shuffle_buffer", shuffle_buffer),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise _fail(argument, "must be a positive int", value)
+        check_positive_int(SOURCE, argument, value)
     if not train_split:
-        raise _fail("train_split", "must name a split", train_split)
+        raise argument_error(SOURCE, "train_split", "must name a split", f"train_split={train_split!r}")
     if vocabulary is None:
         vocabulary = CharacterVocabulary()
     if not isinstance(vocabulary, CharacterVocabulary):
-        raise _fail("vocabulary", "must be a CharacterVocabulary or None", vocabulary)
+        raise argument_error(
+            SOURCE, "vocabulary", "must be a CharacterVocabulary or None", f"vocabulary={vocabulary!r}"
+        )
 
     builder = prepared_builder("`speech_recognition_data`", name, data_dir)
     features = builder.info.features

@@ -116,3 +116,18 @@ def test_errors(kwargs, match):
     with tfds.testing.mock_data(num_examples=4):
         with pytest.raises(ValueError, match=match):
             speech_recognition_data(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, r"`speech_recognition_data`: `batch_size` must be a positive integer\. Received: batch_size=0"),
+        ({"num_samples": 2.5}, r"`num_samples` must be a positive integer\. Received: num_samples=2\.5"),
+        ({"train_split": ""}, r"`train_split` must name a split\. Received: train_split=''"),
+        ({"vocabulary": "abc"}, r"`vocabulary` must be a CharacterVocabulary or None\. Received: vocabulary='abc'"),
+    ],
+)
+def test_bad_arguments_are_named_before_any_data_is_read(kwargs, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        speech_recognition_data(data_dir=str(tmp_path / "absent"), **kwargs)
+    assert not (tmp_path / "absent").exists()
