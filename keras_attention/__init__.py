@@ -37,13 +37,15 @@ from keras_attention import ops  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "layers", "models", "ops", "tuning", "__version__"]
+__all__ = ["data", "distribute", "layers", "models", "ops", "tuning", "xla_check", "__version__"]
 
 
 def __getattr__(name):
     # Loaded on first use: `data` imports tensorflow-datasets (and registers
     # the generated datasets with it), `tuning` imports keras-tuner. A user
-    # who only wants a layer or a model pays for neither.
-    if name in ("data", "tuning"):
+    # who only wants a layer or a model pays for neither. `distribute`
+    # (tf.distribute strategies) and `xla_check` (TPU readiness) are tools
+    # for a few.
+    if name in ("data", "distribute", "tuning", "xla_check"):
         return importlib.import_module(f"keras_attention.{name}")
     raise AttributeError(f"module 'keras_attention' has no attribute {name!r}")

@@ -221,7 +221,13 @@ def compile_model(
             that many steps after the warm-up.
         clipnorm: float or `None`, global gradient-norm clipping.
         jit_compile: bool, XLA compilation (explicit: Keras' `"auto"` means
-            no XLA on CPU).
+            no XLA on CPU). Under a `tf.distribute` strategy where Keras
+            cannot compile the cross-replica step with XLA (several
+            mirrored devices, multi-worker), it is turned off with a warning
+            (`keras_attention.distribute.resolve_jit_compile`). Under
+            several replicas the optimizer is
+            `keras_attention.distribute.CrossReplicaAdamW`, which clips the
+            all-reduced gradient (Keras clips each replica's part).
         ema_momentum: float in `(0, 1)` or `None`; with a float, the
             optimizer keeps an exponential moving average of the weights
             and `fit` ends with the averaged weights (Keras'
@@ -243,7 +249,15 @@ def compile_model(
         isinstance(ema_momentum, float) and 0.0 < ema_momentum < 1.0
     ):
         raise argument_error("compile_model", "ema_momentum", "must be a float in (0, 1) or None", f"ema_momentum={ema_momentum!r}")
-    optimizer = keras.optimizers.AdamW(
+    optimizer_class = keras.optimizers.AdamW
+    strategy = getattr(model, "distribute_strategy", None)
+    if keras.backend.backend() == "tensorflow":
+        from keras_attention import distribute
+
+        if getattr(strategy, "num_replicas_in_sync", 1) > 1:
+            optimizer_class = distribute.CrossReplicaAdamW
+        jit_compile = distribute.resolve_jit_compile(jit_compile, strategy)
+    optimizer = optimizer_class(
         learning_rate=schedule,
         weight_decay=weight_decay,
         clipnorm=clipnorm,

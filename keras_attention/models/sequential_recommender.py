@@ -11,6 +11,7 @@ from keras_attention.layers.attention.target_attention import TargetAttention
 from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
 from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.models import common
+from keras_attention.models.elementwise_mean_squared_error import ElementwiseMeanSquaredError
 
 BUILDER = "sequential_recommender"
 
@@ -170,7 +171,7 @@ def compile_sequential_recommender(
         model,
         loss={
             "next_item": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            "rating": keras.losses.MeanSquaredError(),
+            "rating": ElementwiseMeanSquaredError(),
         },
         loss_weights={"next_item": 1.0, "rating": float(rating_weight)},
         metrics={
