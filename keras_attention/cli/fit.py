@@ -13,13 +13,22 @@ Writes into `--output`:
 - `backup/` while training: the resumable checkpoint. Interrupting
   (Ctrl-C, SIGTERM) and re-running the same command resumes from the last
   finished epoch; the folder is removed when training completes.
+
+`--strategy mirrored|multiworker|tpu` trains under a `tf.distribute`
+strategy (`keras_attention.distribute`): the model is built and compiled in
+the strategy's scope, the batch size stays the global one. Under
+`multiworker` every worker runs the same command with its own `TF_CONFIG`;
+only the chief writes the run folder (the others write into a temporary
+folder that is removed at the end).
 """
 
+import contextlib
 import os
 import resource
 import shutil
 import signal
 import sys
+import tempfile
 import time
 
 from keras_attention.cli import checkpoint
@@ -31,6 +40,7 @@ from keras_attention.tasks import run_output
 from keras_attention.tasks.run_folder import RunFolder
 
 INTERRUPTED = 130
+STRATEGIES = ("mirrored", "multiworker", "tpu")
 
 
 def add_parser(sub, add_data, add_model, add_training):
@@ -49,6 +59,22 @@ def add_parser(sub, add_data, add_model, add_training):
     parser.add_argument("--attention", default="multi_head", help="registered attention variant (see `keras-attention list`)")
     add_model(parser)
     add_training(parser)
+    parser.add_argument(
+        "--strategy",
+        default=None,
+        metavar="NAME",
+        help="train under a tf.distribute strategy: mirrored (the GPUs of this machine, "
+        "or --devices logical CPUs), multiworker (several processes or machines, "
+        "cluster in TF_CONFIG) or tpu (default: none, one device)",
+    )
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --strategy mirrored: use the first N GPUs, or split the CPU into "
+        "N logical devices on a machine without GPUs (default: all GPUs, else the CPU)",
+    )
     parser.add_argument("--output", default=None, help="output folder (default runs/<task>-<attention>)")
     parser.add_argument("--maps", type=int, default=2, help="test examples to draw attention maps for (0: none)")
     parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
@@ -145,7 +171,49 @@ def _configuration(args, task, dataset, attention_kwargs, options):
         "attention_kwargs": attention_kwargs,
         "options": options,
         "seed": args.seed,
+        "strategy": args.strategy,
     }
+
+
+def check_strategy_arguments(args):
+    """Checks `--strategy` and `--devices` (values only, nothing started).
+
+    Raises `UsageError` naming the option, what it takes and what it got.
+    """
+    strategy = getattr(args, "strategy", None)
+    devices = getattr(args, "devices", None)
+    if strategy is not None and strategy not in STRATEGIES:
+        raise UsageError(
+            f"--strategy must be one of {', '.join(STRATEGIES)} (or left out: one device). "
+            f"Received: --strategy {strategy!r}"
+        )
+    if devices is not None:
+        if strategy != "mirrored":
+            raise UsageError(
+                "--devices is only used with --strategy mirrored (multiworker reads its "
+                "cluster from TF_CONFIG, tpu uses every TPU core). "
+                f"Received: --devices {devices} with --strategy {strategy!r}"
+            )
+        if devices < 1:
+            raise UsageError(f"--devices must be a positive integer. Received: --devices {devices}")
+
+
+def make_strategy(args):
+    """The `tf.distribute` strategy `--strategy` names, or `None`.
+
+    Runs before any model is built (splitting the CPU into logical devices
+    has to come before TensorFlow initialises them). A strategy that cannot
+    start here (no TPU, no or a bad `TF_CONFIG`, more GPUs asked for than
+    present) is a `UsageError`.
+    """
+    if args.strategy is None:
+        return None
+    from keras_attention import distribute
+
+    try:
+        return distribute.get_strategy(args.strategy, devices=args.devices)
+    except (ValueError, RuntimeError) as error:
+        raise UsageError(f"--strategy {args.strategy}: {error}") from None
 
 
 def _usage(error):
@@ -157,12 +225,14 @@ def prepare(args, log=print):
     """Checks everything a `fit` command says before any work.
 
     Returns `(task, dataset, attention_kwargs, options, folder, config,
-    state)`: the `RunFolder`, the run's configuration and the checkpoint
-    state to resume (or `None`). Raises `UsageError`. Nothing is created on
-    disk (an interrupted save is finished, see `RunFolder.recover`).
+    state, strategy)`: the `RunFolder`, the run's configuration, the
+    checkpoint state to resume (or `None`) and the `tf.distribute` strategy
+    (or `None`). Raises `UsageError`. Nothing is created on disk (an
+    interrupted save is finished, see `RunFolder.recover`).
     """
     from keras_attention.tasks import get_task
 
+    check_strategy_arguments(args)
     check_attention(args.attention)
     attention_kwargs = parse_json("--attention-kwargs", args.attention_kwargs)
     task = get_task(args.task)
@@ -194,100 +264,154 @@ def prepare(args, log=print):
             "(the old run stays whole until the new one is written), or choose "
             "another --output."
         )
+    strategy = make_strategy(args)
     try:
         task.check_build(args.attention, attention_kwargs, options)
     except (ValueError, TypeError) as error:
         raise _usage(error) from None
-    return task, dataset, attention_kwargs, options, folder, config, state
+    return task, dataset, attention_kwargs, options, folder, config, state, strategy
+
+
+def _distributed(data, strategy):
+    """`data` with its splits sharded by example under a multi-worker
+    strategy (every worker generates the same data and keeps its part)."""
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return data
+    from keras_attention import distribute
+
+    for split in ("train", "validation", "test"):
+        dataset = getattr(data, split)
+        if dataset is not None:
+            setattr(data, split, distribute.shard_by_example(dataset))
+    return data
 
 
 def train(args, log=print):
     """Runs `fit`; returns the metrics dict (raises KeyboardInterrupt)."""
     import keras
 
-    task, dataset, attention_kwargs, options, folder, config, state = prepare(args, log)
+    task, dataset, attention_kwargs, options, folder, config, state, strategy = prepare(args, log)
     log(f"[keras-attention] task {task.name!r} on {dataset!r}: loading data")
     try:
         data = task.load(dataset, args.data_dir, options)
     except ValueError as error:
         raise _usage(error) from None
+    data = _distributed(data, strategy)
     keras.utils.set_random_seed(args.seed)
-    try:
-        model = task.build(data, args.attention, attention_kwargs, options)
-    except (ValueError, TypeError) as error:
-        raise _usage(error) from None
-    parameters = model.count_params()
-    baselines = task.baselines(data)
-    log(
-        f"[keras-attention] {args.attention!r} attention, {parameters:,} "
-        f"parameters; training {options['epochs']} epoch(s) with XLA on the "
-        f"{data.train_split!r} split"
-        + (f", validating on {data.validation_split!r}" if data.validation is not None else "")
-        + "".join(f"; {k} {v:.4f}" for k, v in baselines.items())
-    )
-
-    os.makedirs(folder.path, exist_ok=True)
-    initial_epoch, history = 0, []
-    if state is not None:
-        initial_epoch, history = checkpoint.restore(model, folder.backup, state, log=log)
-        log(f"[keras-attention] resuming from the checkpoint in {folder.backup} (epoch {initial_epoch} done)")
-    elif os.path.lexists(folder.backup):
-        shutil.rmtree(folder.backup)  # an unreadable or discarded checkpoint
-    throughput = _throughput_callback()
-    saver = checkpoint.callback(folder.backup, config, history)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    start = time.perf_counter()
-    try:
-        model.fit(
-            # With `steps`, epochs are slices of one endless pass, so a
-            # step count that does not divide the split (or exceeds it)
-            # neither truncates an epoch nor drops a partial cache.
-            data.train.repeat() if options.get("steps") else data.train,
-            validation_data=data.validation,
-            epochs=options["epochs"],
-            initial_epoch=initial_epoch,
-            steps_per_epoch=options.get("steps"),
-            callbacks=[saver, throughput],
-            verbose=1 if sys.stdout.isatty() else 2,
+    with _scope(strategy):
+        try:
+            model = task.build(data, args.attention, attention_kwargs, options)
+        except (ValueError, TypeError) as error:
+            raise _usage(error) from None
+    # The chief (or the only process) resumes from and writes `folder`;
+    # other workers resume from it too (all replicas start at the same
+    # epoch) but write into a temporary folder.
+    with _writer_folder(folder, strategy) as writer:
+        parameters = model.count_params()
+        baselines = task.baselines(data)
+        replicas = 1 if strategy is None else strategy.num_replicas_in_sync
+        where = "" if strategy is None else f" under --strategy {args.strategy} ({replicas} replica(s))"
+        log(
+            f"[keras-attention] {args.attention!r} attention, {parameters:,} "
+            f"parameters; training {options['epochs']} epoch(s) "
+            f"{'with' if model.jit_compile is True else 'without'} XLA{where} on the "
+            f"{data.train_split!r} split"
+            + (f", validating on {data.validation_split!r}" if data.validation is not None else "")
+            + "".join(f"; {k} {v:.4f}" for k, v in baselines.items())
         )
+
+        os.makedirs(writer.path, exist_ok=True)
+        initial_epoch, history = 0, []
+        if state is not None:
+            with _scope(strategy):
+                initial_epoch, history = checkpoint.restore(model, folder.backup, state, log=log)
+            log(f"[keras-attention] resuming from the checkpoint in {folder.backup} (epoch {initial_epoch} done)")
+        elif writer is folder and os.path.lexists(folder.backup):
+            shutil.rmtree(folder.backup)  # an unreadable or discarded checkpoint
+        throughput = _throughput_callback()
+        saver = checkpoint.callback(writer.backup, config, history)
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        start = time.perf_counter()
+        try:
+            model.fit(
+                # With `steps`, epochs are slices of one endless pass, so a
+                # step count that does not divide the split (or exceeds it)
+                # neither truncates an epoch nor drops a partial cache.
+                data.train.repeat() if options.get("steps") else data.train,
+                validation_data=data.validation,
+                epochs=options["epochs"],
+                initial_epoch=initial_epoch,
+                steps_per_epoch=options.get("steps"),
+                callbacks=[saver, throughput],
+                verbose=1 if sys.stdout.isatty() else 2,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        train_seconds = time.perf_counter() - start
+
+        results = model.evaluate(data.test, return_dict=True, verbose=0)
+        staging = writer.stage()
+        model_path, export_path = run_output.save_model_files(
+            model, task, data, staging, export=not args.no_export
+        )
+        run_output.verify(model_path)
+        maps = _attention_maps(model, task, data, args.maps, os.path.join(staging, "attention"))
+        checkpoint.write_history(os.path.join(staging, "history.csv"), saver.history_rows)
+
+        def final(path):
+            return None if path is None else os.path.join(writer.path, os.path.relpath(path, staging))
+
+        metrics = run_output.write_metrics(
+            os.path.join(staging, "metrics.json"),
+            task=task,
+            data=data,
+            dataset=dataset,
+            data_dir=args.data_dir,
+            attention=args.attention,
+            attention_kwargs=attention_kwargs,
+            options=options,
+            test=results,
+            model=model,
+            model_path=final(model_path),
+            export_path=final(export_path),
+            train_seconds=round(train_seconds, 1),
+            steps_per_second=_round(throughput.steps_per_second()),
+            peak_memory_mib=round(peak_memory_mib(), 1),
+            resumed=state is not None,
+            attention_maps=[final(p) for p in maps],
+            seed=args.seed,
+            strategy=args.strategy,
+            replicas=replicas,
+            jit_compile=model.jit_compile is True,
+        )
+        writer.commit()
+        return metrics
+
+
+def _scope(strategy):
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
+@contextlib.contextmanager
+def _writer_folder(folder, strategy):
+    """Yields the `RunFolder` this process writes: `folder`, except on the
+    non-chief workers of a multi-worker strategy, which train and save
+    like the chief into a temporary folder removed afterwards."""
+    if strategy is None:
+        yield folder
+        return
+    from keras_attention import distribute
+
+    if distribute.is_chief(strategy):
+        yield folder
+        return
+    temporary = tempfile.mkdtemp(prefix="keras-attention-worker-")
+    try:
+        yield RunFolder(temporary)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    train_seconds = time.perf_counter() - start
-
-    results = model.evaluate(data.test, return_dict=True, verbose=0)
-    staging = folder.stage()
-    model_path, export_path = run_output.save_model_files(
-        model, task, data, staging, export=not args.no_export
-    )
-    run_output.verify(model_path)
-    maps = _attention_maps(model, task, data, args.maps, os.path.join(staging, "attention"))
-    checkpoint.write_history(os.path.join(staging, "history.csv"), saver.history_rows)
-
-    def final(path):
-        return None if path is None else os.path.join(folder.path, os.path.relpath(path, staging))
-
-    metrics = run_output.write_metrics(
-        os.path.join(staging, "metrics.json"),
-        task=task,
-        data=data,
-        dataset=dataset,
-        data_dir=args.data_dir,
-        attention=args.attention,
-        attention_kwargs=attention_kwargs,
-        options=options,
-        test=results,
-        model=model,
-        model_path=final(model_path),
-        export_path=final(export_path),
-        train_seconds=round(train_seconds, 1),
-        steps_per_second=_round(throughput.steps_per_second()),
-        peak_memory_mib=round(peak_memory_mib(), 1),
-        resumed=state is not None,
-        attention_maps=[final(p) for p in maps],
-        seed=args.seed,
-    )
-    folder.commit()
-    return metrics
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _round(value, digits=2):
