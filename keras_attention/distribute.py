@@ -60,6 +60,10 @@ def _fail(source, argument, expected, received, error=ValueError):
     raise error(str(argument_error(source, argument, expected, received)))
 
 
+# What TensorFlow's collective reduction (`CollectiveReduceV2`) accepts.
+_COLLECTIVE_DTYPES = (tf.bfloat16, tf.float16, tf.float32, tf.float64, tf.int32, tf.int64)
+
+
 class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
     """`tf.distribute.MultiWorkerMirroredStrategy` that Keras 3 `fit` accepts.
 
@@ -69,10 +73,12 @@ class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
     described by the `TF_CONFIG` environment variable (or a
     `cluster_resolver`), exactly as for TensorFlow's class.
 
-    The only change is `reduce`: it maps over nested values and reduces
+    The only change is `reduce`: it maps over nested values, reduces
     rank-0 per-replica values without an `axis` (Keras 3 asks for
     `axis=0` on scalars, which TensorFlow's collective implementation
-    rejects). Every other behaviour is TensorFlow's.
+    rejects), and reduces dtypes that collectives lack (`uint8` images,
+    `bool` masks: Keras reduces the first batch to build the model) in
+    float32, cast back afterwards. Every other behaviour is TensorFlow's.
 
     Args:
         cluster_resolver: optional `tf.distribute.cluster_resolver`;
@@ -100,9 +106,13 @@ class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
             local = self.experimental_local_results(item)[0]
             rank = getattr(getattr(local, "shape", None), "rank", None)
             item_axis = None if (axis is not None and rank == 0) else axis
-            return super(MultiWorkerMirroredStrategy, self).reduce(
+            dtype = getattr(local, "dtype", None)
+            if dtype is not None and dtype not in _COLLECTIVE_DTYPES:
+                item = self.run(tf.cast, args=(item, tf.float32))
+            reduced = super(MultiWorkerMirroredStrategy, self).reduce(
                 reduce_op, item, item_axis
             )
+            return reduced if dtype is None or dtype in _COLLECTIVE_DTYPES else tf.cast(reduced, dtype)
 
         return tf.nest.map_structure(reduce_one, value)
 
