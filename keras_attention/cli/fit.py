@@ -435,6 +435,10 @@ def run(args):
         f"[keras-attention] evaluated on the {metrics['test_split']!r} split: {test}"
         + (f" (baselines: {base})" if base else "")
     )
+    if not os.path.exists(metrics["model"]):
+        # A non-chief worker of --strategy multiworker: its copy is gone.
+        print("[keras-attention] trained as a non-chief worker; the chief wrote the run folder")
+        return 0
     print(
         f"[keras-attention] wrote {metrics['model']}"
         + (f", {metrics['export']}/" if metrics["export"] else "")

@@ -130,3 +130,43 @@ def test_fit_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert (output / "model.keras").is_file() and not (output / "backup").exists()
     history = (output / "history.csv").read_text().splitlines()
     assert len(history) == 2 and "loss" in history[0]
+
+
+@pytest.mark.slow
+def test_fit_under_multi_worker_strategy_with_two_workers(tmp_path):
+    # Two `keras-attention fit --strategy multiworker` processes on
+    # 127.0.0.1 (free ports), under a hard deadline: the chief writes
+    # --output, the other worker trains with it and leaves nothing behind.
+    from cli_runner import script
+    from processes import free_ports
+    from processes import run_processes
+
+    output = tmp_path / "run"
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    arguments = [
+        "fit", "--strategy", "multiworker", "--data-dir", str(tmp_path / "tfds"), "--epochs", "1",
+        "--steps", "3", "--output", str(output), "--maps", "0", "--no-export", *TINY,
+    ]  # fmt: skip
+    commands = {
+        f"worker{index}": (
+            script() + arguments,
+            {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
+        )
+        for index in range(2)
+    }
+    # Both workers generate the data: the first run prepares it alone.
+    prepared = run_cli("fit", "--data-dir", tmp_path / "tfds", "--epochs", "1", "--steps", "1", "--output",
+                       tmp_path / "single", "--maps", "0", "--no-export", *TINY, timeout=300)  # fmt: skip
+    assert prepared.returncode == 0, prepared.stderr[-3000:]
+    failures = run_processes(commands, str(tmp_path), deadline=300)
+    assert failures == [], "\n".join(failures)
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["strategy"] == "multiworker" and metrics["replicas"] == 2
+    assert metrics["jit_compile"] is False
+    logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
+    assert f"wrote {output / 'model.keras'}" in logs[0]
+    assert "trained as a non-chief worker; the chief wrote the run folder" in logs[1]
+    # The same training on both workers: the same final line of metrics.
+    epoch_lines = [next(line for line in log.splitlines() if line.startswith("3/3 ")) for log in logs]
+    assert epoch_lines[0].split(" - ")[2:] == epoch_lines[1].split(" - ")[2:]
