@@ -194,7 +194,8 @@ def split_cpu(count):
         _fail("split_cpu", "count", "must be a positive int", f"count={count!r}")
     cpu = tf.config.list_physical_devices("CPU")[0]
     current = tf.config.get_logical_device_configuration(cpu)
-    if current is None or len(current) != count:
+    # An unsplit CPU is one device already.
+    if len(current or [None]) != count:
         try:
             tf.config.set_logical_device_configuration(
                 cpu, [tf.config.LogicalDeviceConfiguration()] * count
