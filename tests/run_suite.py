@@ -26,6 +26,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # that build and compile many models); every other file goes in one batch.
 SPLIT = {"layers": 3, "models": 6, "cli": 2}
 
+# Files that lower or compile every builder run in a batch of their own.
+OWN_BATCH = ("test_tpu_readiness.py",)
+
 
 def batches():
     """Lists of test files (relative to the repository root)."""
@@ -36,6 +39,9 @@ def batches():
         rel = os.path.relpath(path, root)
         folder = os.path.relpath(os.path.dirname(path), HERE)
         if folder in SPLIT:
+            continue
+        if os.path.basename(path) in OWN_BATCH:
+            found.append([rel])
             continue
         rest.append(rel)
     for folder, parts in SPLIT.items():
