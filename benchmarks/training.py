@@ -9,7 +9,12 @@ Two tables, every row measured in this process, side by side:
    steps/s and CPU utilisation (process CPU time / wall time; 2.0 means
    both cores of the 2-core machine busy) for the same model compiled
    without and with XLA (`jit_compile=True`).
-2. `text_classifier` at SST-2's sizes (width 64, batch 64, 64 tokens,
+2. `autotune`: the default ListOps model (XLA) trained `--runs` times
+   (a fresh model each time) on the package's pipeline, whose last stage
+   (`keras_attention.data.feeding.prefetched`) turns tf.data's model-based
+   autotuning off, and on the same pipeline with it turned back on: with
+   it on, some runs stall at 1.5-2x the step time with one core idle.
+3. `text_classifier` at SST-2's sizes (width 64, batch 64, 64 tokens,
    intermediate 128, mean pooling, XLA) at depths 1-3, beside the same
    model written with `keras.layers.MultiHeadAttention`, on generated
    tokens: a deeper model must not be faster than a shallower one.
@@ -34,15 +39,38 @@ def _cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def _machine_seconds():
+    """`(busy, steal)` CPU seconds of the whole machine so far (Linux `/proc/stat`)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    steal = fields[7] if len(fields) > 7 else 0
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
 def _measure(model, dataset, steps):
-    """`(compile_seconds, steps_per_second, cpu_utilisation)` of `fit`."""
+    """`fit`'s compile seconds, steps/s, its CPU use and what else the machine did.
+
+    Returns a dict: `compile_s`, `steps_per_s`, `cpu` (process CPU time /
+    wall time), `others` (CPU time of every other process / wall time) and
+    `steal` (time the hypervisor gave this machine's cores to other machines
+    / wall time): a step that runs on one core while `others` or `steal` is
+    near 1.0 was crowded out, not single-threaded.
+    """
     start = time.perf_counter()
     model.fit(dataset, epochs=1, steps_per_epoch=2, verbose=0)
     compile_seconds = time.perf_counter() - start
     wall, cpu = time.perf_counter(), _cpu_seconds()
+    busy, steal = _machine_seconds()
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
     wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
-    return compile_seconds, steps / wall, cpu / wall
+    busy_after, steal_after = _machine_seconds()
+    return {"compile_s": compile_seconds, "steps_per_s": steps / wall, "cpu": cpu / wall,
+            "others": max(0.0, busy_after - busy - cpu) / wall, "steal": (steal_after - steal) / wall}
 
 
 def task_rows(data_dir, steps):
@@ -64,9 +92,29 @@ def task_rows(data_dir, steps):
             keras.utils.set_random_seed(0)
             model = task.build(data, "multi_head", None, options)
             model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"], jit_compile=jit)
-            compile_s, rate, cpu = _measure(model, train, steps)
-            yield {"task": f"{task_name} ({dataset})", "xla": jit, "compile_s": compile_s,
-                   "steps_per_s": rate, "cpu": cpu}
+            yield {"task": f"{task_name} ({dataset})", "xla": jit, **_measure(model, train, steps)}
+
+
+def autotune_rows(steps, runs):
+    import keras
+    import tensorflow as tf
+
+    from keras_attention.tasks import get_task
+
+    task = get_task("listops")
+    options = task.options({})
+    data = task.load("listops", None, options)
+    autotuned = tf.data.Options()
+    autotuned.autotune.enabled = True
+    pipelines = {"off (the package's pipeline)": data.train.repeat(),
+                 "on": data.train.repeat().with_options(autotuned)}
+    for setting, train in pipelines.items():
+        for run in range(runs):
+            keras.backend.clear_session()
+            keras.utils.set_random_seed(0)
+            model = task.build(data, "multi_head", None, options)
+            model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"], jit_compile=True)
+            yield {"autotune": setting, "run": run + 1, **_measure(model, train, steps)}
 
 
 def _keras_only(layers, vocabulary, length):
@@ -99,12 +147,13 @@ def depth_rows(steps):
     import tensorflow as tf
 
     from keras_attention import models
+    from keras_attention.data.feeding import prefetched
 
     vocabulary, length, batch = 20000, 64, 64
     rng = np.random.default_rng(0)
     tokens = rng.integers(1, vocabulary, (batch * 8, length)).astype("int32")
     labels = rng.integers(0, 2, batch * 8).astype("int32")
-    data = tf.data.Dataset.from_tensor_slices((tokens, labels)).batch(batch, drop_remainder=True).repeat()
+    data = prefetched(tf.data.Dataset.from_tensor_slices((tokens, labels)).batch(batch, drop_remainder=True).repeat())
     for name in ("multi_head", "linear", "keras.layers.MultiHeadAttention"):
         for layers in (1, 2, 3):
             keras.backend.clear_session()
@@ -118,32 +167,40 @@ def depth_rows(steps):
                     attention=name,
                 )
                 models.compile_classifier(model)
-            compile_s, rate, cpu = _measure(model, data, steps)
-            yield {"attention": name, "layers": layers, "compile_s": compile_s,
-                   "ms_per_step": 1000 / rate, "cpu": cpu}
+            yield {"attention": name, "layers": layers, **_measure(model, data, steps)}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=default_data_dir())
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--tables", nargs="+", default=["tasks", "depth"], choices=["tasks", "depth"])
+    parser.add_argument("--runs", type=int, default=5, help="runs per setting of the autotune table")
+    parser.add_argument("--tables", nargs="+", default=["tasks", "autotune", "depth"],
+                        choices=["tasks", "autotune", "depth"])
     args = parser.parse_args(argv)
     if "tasks" in args.tables:
-        print("| task | XLA | compile + 2 steps (s) | steps/s | CPU utilisation (of 2 cores) |")
-        print("|---|---|---:|---:|---:|")
+        print("| task | XLA | compile + 2 steps (s) | steps/s | CPU (of 2 cores) | other processes | steal |")
+        print("|---|---|---:|---:|---:|---:|---:|")
         for row in task_rows(args.data_dir, args.steps):
             if "skipped" in row:
-                print(f"| {row['task']} | skipped: {row['skipped']} | | | |", flush=True)
+                print(f"| {row['task']} | skipped: {row['skipped']} | | | | | |", flush=True)
                 continue
             print(f"| {row['task']} | {'yes' if row['xla'] else 'no'} | {row['compile_s']:.1f} | "
-                  f"{row['steps_per_s']:.2f} | {row['cpu']:.2f} |", flush=True)
+                  f"{row['steps_per_s']:.2f} | {row['cpu']:.2f} | {row['others']:.2f} | {row['steal']:.2f} |",
+                  flush=True)
+    if "autotune" in args.tables:
+        print("\n| tf.data autotuning | run | ms/step | CPU | other processes | steal |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for row in autotune_rows(args.steps, args.runs):
+            print(f"| {row['autotune']} | {row['run']} | {1000 / row['steps_per_s']:.1f} | {row['cpu']:.2f} | "
+                  f"{row['others']:.2f} | {row['steal']:.2f} |", flush=True)
     if "depth" in args.tables:
-        print("\n| attention | layers | compile + 2 steps (s) | ms/step | CPU utilisation |")
-        print("|---|---:|---:|---:|---:|")
+        print("\n| attention | layers | compile + 2 steps (s) | ms/step | CPU | other processes | steal |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for row in depth_rows(args.steps):
             print(f"| {row['attention']} | {row['layers']} | {row['compile_s']:.1f} | "
-                  f"{row['ms_per_step']:.1f} | {row['cpu']:.2f} |", flush=True)
+                  f"{1000 / row['steps_per_s']:.1f} | {row['cpu']:.2f} | {row['others']:.2f} | "
+                  f"{row['steal']:.2f} |", flush=True)
     return 0
 
 

@@ -99,3 +99,22 @@ def test_a_dtype_row_computes_in_that_dtype(script, args, dtype):
     assert result["status"] == "ok", result
     assert result["output_dtype"] == dtype
     assert result["peak_rss_mib"] > 0 and result["device"] in ("cpu", "gpu")
+
+
+def test_training_benchmark_counts_this_process_and_the_machine():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import training
+    finally:
+        sys.path.pop(0)
+    busy, steal = training._machine_seconds()
+    cpu = training._cpu_seconds()
+    total = 0
+    while training._cpu_seconds() - cpu < 0.3:  # burn 0.3 s of this process's CPU
+        total += sum(range(1000))
+    busy_after, steal_after = training._machine_seconds()
+    assert total > 0
+    # The machine's busy time includes this process's 0.3 s (clock ticks of
+    # 10 ms: allow two ticks of rounding); steal never goes backwards.
+    assert busy_after - busy >= 0.28
+    assert steal_after >= steal >= 0.0

@@ -509,6 +509,14 @@ def test_training_pipeline_batches_are_static(name, tmp_path):
     assert count >= 1
 
 
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_every_pipeline_turns_model_autotuning_off(name, tmp_path):
+    # `keras_attention.data.feeding.prefetched` ends every pipeline: with
+    # tf.data's model-based autotuning on, `fit` stalled in about one run in
+    # three on the 2-core machine.
+    assert PIPELINES[name](tmp_path).options().autotune.enabled is False
+
+
 # --------------------------------------------------------------------------
 # The other public layers (blocks, embeddings, pooling, augmentation,
 # convolutional attention): forward in training mode + gradient.

@@ -9,6 +9,7 @@ folds (is a new voice understood?).
 
 import dataclasses
 
+from keras_attention.data.feeding import prefetched
 from keras_attention.data.prepared import cache_in_memory
 from keras_attention.data.prepared import load_prepared
 
@@ -136,8 +137,8 @@ def spoken_digit_data(
     return AudioClassificationData(
         train=train.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE),
-        test=test.batch(batch_size).prefetch(tf.data.AUTOTUNE),
+        .apply(prefetched),
+        test=prefetched(test.batch(batch_size)),
         num_samples=num_samples,
         sample_rate=8000,
         num_classes=num_classes,

@@ -76,6 +76,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_attention.arguments import check_int
+from keras_attention.data.feeding import prefetched
 from keras_attention.data.prepared import cache_in_memory
 
 PAD = "<pad>"
@@ -589,8 +590,6 @@ def load_listops(
     assert train.element_spec[0].shape == (16, 64)
     ```
     """
-    import tensorflow as tf
-
     if isinstance(config, ListopsConfig):
         builder = tfds.builder("listops", config=config, data_dir=data_dir)
     else:
@@ -617,4 +616,4 @@ def load_listops(
         padded_shapes=([max_length], []),
         drop_remainder=training,
     )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return prefetched(ds)

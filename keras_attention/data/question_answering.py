@@ -40,6 +40,7 @@ import re
 
 import numpy as np
 
+from keras_attention.data.feeding import prefetched
 from keras_attention.data.prepared import load_prepared
 from keras_attention.data.prepared import prepared_builder
 
@@ -270,7 +271,7 @@ def _dataset(arrays, batch_size, training, shuffle_buffer=0, seed=0):
     ).cache()
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    return prefetched(ds.batch(batch_size, drop_remainder=training))
 
 
 def squad_data(

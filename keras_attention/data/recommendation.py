@@ -23,6 +23,7 @@ import numpy as np
 
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_int
+from keras_attention.data.feeding import prefetched
 from keras_attention.data.prepared import load_prepared
 
 PAD = 0
@@ -241,7 +242,7 @@ class RecommendationSplit:
         if shuffle:
             ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
         drop = shuffle if drop_remainder is None else drop_remainder
-        return ds.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)
+        return prefetched(ds.batch(batch_size, drop_remainder=drop))
 
 
 @dataclasses.dataclass

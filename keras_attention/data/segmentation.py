@@ -4,6 +4,7 @@ import dataclasses
 
 from keras_attention.arguments import check_positive_int
 from keras_attention.data.arguments import image_size_argument
+from keras_attention.data.feeding import prefetched
 from keras_attention.data.prepared import load_prepared
 from keras_attention.data.prepared import prepared_builder
 
@@ -149,7 +150,7 @@ def segmentation_data(
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
             if flip:
                 ds = ds.map(random_flip, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+        return prefetched(ds.batch(batch_size, drop_remainder=training))
 
     return SegmentationData(
         train=load(train_split, True),

@@ -17,6 +17,7 @@ import numpy as np
 
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
+from keras_attention.data.feeding import prefetched
 from keras_attention.data.prepared import load_prepared
 from keras_attention.data.prepared import prepared_builder
 
@@ -283,7 +284,7 @@ def speech_recognition_data(
         if train:
             examples = examples.filter(fits).shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         examples = examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-        return examples.batch(batch_size, drop_remainder=train).prefetch(tf.data.AUTOTUNE)
+        return prefetched(examples.batch(batch_size, drop_remainder=train))
 
     return SpeechRecognitionData(
         train=load(train_split, True),

@@ -10,6 +10,7 @@ strings.
 
 import dataclasses
 
+from keras_attention.data.feeding import prefetched
 from keras_attention.data.prepared import cache_in_memory
 from keras_attention.data.prepared import load_prepared
 from keras_attention.data.prepared import prepared_builder
@@ -183,7 +184,7 @@ def text_classification_data(
         ds = cache_in_memory(ds)
         if training:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+        return prefetched(ds.batch(batch_size, drop_remainder=training))
 
     train_counts = np.zeros(num_classes)
     for _, labels in train_text.batch(4096):

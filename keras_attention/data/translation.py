@@ -22,6 +22,7 @@ sentences) and `test` splits: train on `validation`, evaluate on `test`.
 
 import dataclasses
 
+from keras_attention.data.feeding import prefetched
 from keras_attention.data.prepared import load_prepared
 from keras_attention.data.prepared import prepared_builder
 
@@ -241,9 +242,7 @@ def translation_data(
         ds = ds.cache()
         if training:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size, drop_remainder=training).prefetch(
-            tf.data.AUTOTUNE
-        )
+        return prefetched(ds.batch(batch_size, drop_remainder=training))
 
     test_text = load(test_split)
     baseline = float("nan")

@@ -4,6 +4,7 @@ import dataclasses
 
 from keras_attention.arguments import check_positive_int
 from keras_attention.data.arguments import image_size_argument
+from keras_attention.data.feeding import prefetched
 from keras_attention.data.prepared import load_prepared
 from keras_attention.data.prepared import prepared_builder
 
@@ -167,7 +168,7 @@ def video_classification_data(
             ds = ds.cache()
         if training:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+        return prefetched(ds.batch(batch_size, drop_remainder=training))
 
     return VideoClassificationData(
         train=load(train_split, True),

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from keras_attention.data.feeding import prefetched
 from keras_attention.data.prepared import cache_in_memory
 from keras_attention.data.prepared import load_prepared
 from keras_attention.data.prepared import prepared_builder
@@ -96,7 +97,7 @@ def image_classification_data(
         ds = cache_in_memory(ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE))
         if training:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+        return prefetched(ds.batch(batch_size, drop_remainder=training))
 
     train = load(train_split, True)
     test = load(test_split, False)
