@@ -118,3 +118,17 @@ def test_training_benchmark_counts_this_process_and_the_machine():
     # 10 ms: allow two ticks of rounding); steal never goes backwards.
     assert busy_after - busy >= 0.28
     assert steal_after >= steal >= 0.0
+
+
+def test_compile_time_smallest_run_prints_its_table():
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "compile_time.py"), "--lengths", "64", "--modes", "fwd"],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| 64 |")]
+    assert [row[3].strip() for row in rows] == ["`keras.dpa`", "`ka.chunked`"]
+    for row in rows:
+        trace, xla, total = (float(row[i]) for i in (4, 5, 6))
+        assert trace > 0 and xla >= 0 and abs(total - (trace + xla)) < 0.011
+    assert rows[0][7].strip() == "1.00x"

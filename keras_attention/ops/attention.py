@@ -27,6 +27,7 @@ from keras import ops
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_positive_int
 from keras_attention.ops import scores as sc
+from keras_attention.ops.as_written import as_written
 from keras_attention.ops.chunked import chunked_attention
 
 IMPLEMENTATIONS = ("exact", "chunked")
@@ -182,6 +183,7 @@ def _exact(q, k, v, mask5, bias5, slopes5, is_causal, window_size, scale, dropou
 # --------------------------------------------------------------------------
 # public entry point
 # --------------------------------------------------------------------------
+@as_written
 def dot_product_attention(
     query,
     key,
@@ -382,6 +384,7 @@ def dot_product_attention(
     return out
 
 
+@as_written
 def attend_with_scores(
     logits,
     value,

@@ -48,6 +48,7 @@ from keras import random
 
 from keras_attention.arguments import argument_error
 from keras_attention.ops import scores as sc
+from keras_attention.ops.as_written import as_written
 
 FEATURE_MAPS = ("elu", "relu", "favor")
 DEFAULT_CHUNK_SIZE = 64
@@ -59,6 +60,7 @@ DEFAULT_EPSILON = 1e-6
 # --------------------------------------------------------------------------
 # feature maps
 # --------------------------------------------------------------------------
+@as_written
 def orthogonal_random_features(num_features, dim, seed=None):
     """Orthogonal Gaussian projection of FAVOR+, shape `(num_features, dim)`.
 
@@ -159,6 +161,7 @@ def _features(x, kind, projection, is_query, key_mask):
     return features, shift
 
 
+@as_written
 def apply_feature_map(x, kind, projection=None, is_query=True, key_mask=None):
     """Applies a linear-attention feature map to `(batch, T, heads, d)`.
 
@@ -474,6 +477,7 @@ def _weights(phi_q, phi_k, is_causal, epsilon):
 # --------------------------------------------------------------------------
 # public entry point
 # --------------------------------------------------------------------------
+@as_written
 def linear_attention(
     query,
     key,

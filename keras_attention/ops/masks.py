@@ -14,6 +14,7 @@ import keras  # noqa: F401  (used by the docstring examples)
 from keras import ops
 
 from keras_attention.arguments import check_positive_int
+from keras_attention.ops.as_written import as_written
 from keras_attention.ops.scores import position_mask
 
 
@@ -23,6 +24,7 @@ def _positions(query_length, key_length, offset):
     return q, ops.arange(key_length, dtype="int32")
 
 
+@as_written
 def causal_mask(query_length, key_length=None, *, offset=0):
     """Mask that lets query `i` see keys `j <= i + offset`.
 
@@ -53,6 +55,7 @@ def causal_mask(query_length, key_length=None, *, offset=0):
     return position_mask(q, k, is_causal=True)
 
 
+@as_written
 def sliding_window_mask(
     query_length, key_length=None, *, window_size, causal=False, offset=0
 ):
@@ -86,6 +89,7 @@ def sliding_window_mask(
     return position_mask(q, k, is_causal=causal, window_size=window_size)
 
 
+@as_written
 def padding_mask(lengths_or_mask, max_length=None):
     """Key padding mask from sequence lengths or a Keras `(batch, T)` mask.
 
@@ -139,6 +143,7 @@ def padding_mask(lengths_or_mask, max_length=None):
     return valid[:, None, None, :]
 
 
+@as_written
 def segment_mask(query_segment_ids, key_segment_ids=None):
     """Block-diagonal (document) mask: a query sees keys of its own segment.
 
@@ -170,6 +175,7 @@ def segment_mask(query_segment_ids, key_segment_ids=None):
     return ops.equal(q[:, None, :, None], k[:, None, None, :])
 
 
+@as_written
 def prefix_lm_mask(query_length, prefix_length, key_length=None):
     """Prefix-LM mask: the prefix is fully visible, the rest is causal.
 

@@ -16,6 +16,7 @@ from keras_attention.arguments import check_float_dtype
 from keras_attention.arguments import check_int
 from keras_attention.arguments import check_int_or_scalar
 from keras_attention.arguments import check_positive_float
+from keras_attention.ops.as_written import as_written
 
 __all__ = [
     "alibi_bias",
@@ -40,6 +41,7 @@ def _inverse_frequencies(num_frequencies, dim, max_wavelength):
 # --------------------------------------------------------------------------
 
 
+@as_written
 def sinusoidal_positions(
     length, dim, *, max_wavelength=10000.0, start=0, dtype="float32"
 ):
@@ -113,6 +115,7 @@ def sinusoidal_positions(
 # --------------------------------------------------------------------------
 
 
+@as_written
 def apply_rotary_embedding(
     x, positions=None, *, max_wavelength=10000.0, scaling_factor=1.0
 ):
@@ -258,6 +261,7 @@ def _slopes_list(num_heads):
     return _power_of_two_slopes(lower) + extra
 
 
+@as_written
 def alibi_slopes(num_heads):
     """Per-head slopes of ALiBi (Attention with Linear Biases).
 
@@ -290,6 +294,7 @@ def alibi_slopes(num_heads):
     )
 
 
+@as_written
 def alibi_bias(query_length, key_length, slopes):
     """The ALiBi attention bias `-slope_h * |i - j|`.
 

@@ -24,6 +24,7 @@ from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_int
 from keras_attention.arguments import check_positive_int
 from keras_attention.ops import scores as sc
+from keras_attention.ops.as_written import as_written
 from keras_attention.ops.blocks import BlockLayout
 from keras_attention.ops.blocks import block_attention
 from keras_attention.ops.tiling import ceil_div
@@ -34,6 +35,7 @@ def region_offsets(num_neighbors, is_causal):
     return tuple(range(-num_neighbors, 1 if is_causal else num_neighbors + 1))
 
 
+@as_written
 def region_mask(
     query_length,
     key_length=None,
@@ -75,6 +77,7 @@ def region_mask(
     return sc.both(near, sc.position_mask(q, k, is_causal=is_causal))
 
 
+@as_written
 def regional_attention(
     query,
     key,

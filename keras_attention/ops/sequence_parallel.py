@@ -33,6 +33,7 @@ from keras import ops
 
 from keras_attention.arguments import argument_error
 from keras_attention.ops import scores as sc
+from keras_attention.ops.as_written import as_written
 from keras_attention.ops.dropout import dropout
 from keras_attention.ops.tiling import ceil_div
 from keras_attention.ops.tiling import pad_axis
@@ -59,6 +60,7 @@ def _default_scale(function, query, scale):
     return 1.0 / math.sqrt(query.shape[-1])
 
 
+@as_written
 def partial_attention(
     query,
     key,
@@ -170,6 +172,7 @@ def partial_attention(
     return out, lse
 
 
+@as_written
 def merge_partials(outputs, lses, return_lse=False):
     """Combines per-shard partials into the exact attention over all shards.
 
@@ -243,6 +246,7 @@ def shard_bounds(length, num_shards):
     return shard, shard * num_shards
 
 
+@as_written
 def sequence_parallel_attention(
     query,
     key,

@@ -29,6 +29,7 @@ import numpy as np
 from keras import ops
 
 from keras_attention.ops import scores as sc
+from keras_attention.ops.as_written import as_written
 from keras_attention.ops.blocks import BlockLayout
 from keras_attention.ops.blocks import block_attention
 from keras_attention.ops.tiling import ceil_div
@@ -71,6 +72,7 @@ def _empty(query, key, value, return_weights):
 # --------------------------------------------------------------------------
 # block-sparse core
 # --------------------------------------------------------------------------
+@as_written
 def block_sparse_attention(
     query,
     key,
@@ -421,6 +423,7 @@ def _select_top_k(q5, k4, mask5, *, top_k, tk, is_causal, chunk):
     return unchunk(index), unchunk(values) > 0.5 * NEG
 
 
+@as_written
 def top_k_attention(
     query,
     key,
