@@ -82,6 +82,54 @@ class _Tiles:
         return x
 
 
+class _Grid:
+    """How a `(Tq, Tk)` score matrix is cut: `nq` query blocks of `bq`
+    queries by `nk` key blocks of `bk` keys, and which tiles a position
+    pattern (causal, window) lets each block see."""
+
+    def __init__(self, tq, tk, block_size, is_causal, window_size):
+        self.tq, self.tk = tq, tk
+        self.bq, self.bk = min(block_size, tq), min(block_size, tk)
+        self.nq, self.nk = -(-tq // self.bq), -(-tk // self.bk)
+        # Keys past `tk` are padding, hidden by position.
+        self.key_length = tk if self.nk * self.bk != tk else None
+        self.is_causal, self.window_size = is_causal, window_size
+
+    def query_positions(self, i):
+        return i * self.bq + ops.arange(self.bq, dtype="int32")
+
+    def key_positions(self, j):
+        return j * self.bk + ops.arange(self.bk, dtype="int32")
+
+    def key_blocks_seen_by(self, i):
+        """Key block range `[lo, hi)` visible from query block `i`."""
+        first, last = i * self.bq, (i + 1) * self.bq - 1
+        lo_key, hi_key = 0, self.tk
+        if self.window_size is not None:
+            lo_key = ops.maximum(first - self.window_size + 1, 0)
+            if not self.is_causal:
+                hi_key = ops.minimum(last + self.window_size, self.tk)
+        if self.is_causal:
+            hi_key = ops.minimum(last + 1, self.tk)
+        return lo_key // self.bk, ceil_div(hi_key, self.bk)
+
+    def query_blocks_seeing(self, j):
+        """Query block range `[lo, hi)` that sees key block `j`."""
+        first, last = j * self.bk, (j + 1) * self.bk - 1
+        lo_query, hi_query = 0, self.tq
+        if self.is_causal:
+            lo_query = ops.minimum(first, self.tq)
+        if self.window_size is not None:
+            hi_query = ops.minimum(last + self.window_size, self.tq)
+            if not self.is_causal:
+                lo_query = ops.maximum(first - self.window_size + 1, 0)
+        return lo_query // self.bq, ceil_div(hi_query, self.bq)
+
+    def tiles(self, x):
+        """`_Tiles` of a rank-5 mask or bias on this grid (None for None)."""
+        return None if x is None else _Tiles(x, self.nq, self.bq, self.nk, self.bk)
+
+
 def chunked_attention(
     query,
     key,
@@ -94,6 +142,7 @@ def chunked_attention(
     window_size=None,
     scale,
     block_size=512,
+    backward_block_size=None,
 ):
     """Tiled attention core (see the module docstring).
 
@@ -107,7 +156,13 @@ def chunked_attention(
         is_causal: hide keys after each query (top-left aligned).
         window_size: optional int, see `scores.position_mask`.
         scale: float multiplier of the scores.
-        block_size: int, queries and keys per tile.
+        block_size: int, queries and keys per tile of the forward pass.
+        backward_block_size: int, queries and keys per tile of the backward
+            pass (default: `block_size`). The two passes tile independently:
+            the backward pass keeps more per tile (the gradients of its
+            keys, values and queries), and on the 2-core CPU it ran fastest
+            with tiles of 256 while the forward pass ran fastest with 512-1024
+            (benchmarks/attention.py; docs/benchmark_attention_backward_cpu.md).
 
     Returns:
         `(batch, Tq, heads, dv)` in the query's dtype.
@@ -115,69 +170,43 @@ def chunked_attention(
     tq, heads, d = query.shape[1:]
     tk, kv_heads, dv = key.shape[1], key.shape[2], value.shape[3]
     groups = heads // kv_heads
-    bq, bk = min(block_size, tq), min(block_size, tk)
-    nq, nk = -(-tq // bq), -(-tk // bk)
-    key_length = tk if nk * bk != tk else None
-    mask_tiles = (
-        None if mask5 is None else _Tiles(mask5, nq, bq, nk, bk)
-    )
+    forward = _Grid(tq, tk, block_size, is_causal, window_size)
+    backward = _Grid(tq, tk, backward_block_size or block_size, is_causal, window_size)
     neg = sc.NEG
 
     # Layouts: query-side (nq, b, kv, g, bq, .), key-side (nk, b, kv, bk, .).
     # Reshapes name every size but the batch: the gradient function is also
     # traced on its own (SavedModel export), where the batch is unknown.
-    def query_side(x, last):
+    def query_major(x, last):
+        """`(b, tq, heads, last)` -> float32 `(b, kv, g, tq, last)`."""
         x = ops.reshape(ops.cast(x, "float32"), (-1, tq, kv_heads, groups, last))
-        return _blocked(ops.transpose(x, (0, 2, 3, 1, 4)), 3, nq, bq)
+        return ops.transpose(x, (0, 2, 3, 1, 4))
+
+    def query_side(x, grid):
+        """`(b, kv, g, tq, ...)` -> `(nq, b, kv, g, bq, ...)`."""
+        return _blocked(x, 3, grid.nq, grid.bq)
 
     def from_query_side(x, last):
         x = _unblocked(x, 3, tq)  # (b, kv, g, tq, last)
         x = ops.transpose(x, (0, 3, 1, 2, 4))
         return ops.reshape(x, (-1, tq, heads, last))
 
-    def key_side(x):
+    def key_side(x, grid):
         x = ops.transpose(ops.cast(x, "float32"), (0, 2, 1, 3))
-        return _blocked(x, 2, nk, bk)
+        return _blocked(x, 2, grid.nk, grid.bk)
 
     def from_key_side(x):
         return ops.transpose(_unblocked(x, 2, tk), (0, 2, 1, 3))
 
-    def positions(i, size):
-        return i * size + ops.arange(size, dtype="int32")
-
-    def key_blocks_seen_by(i):
-        """Key block range `[lo, hi)` visible from query block `i`."""
-        first, last = i * bq, (i + 1) * bq - 1
-        lo_key, hi_key = 0, tk
-        if window_size is not None:
-            lo_key = ops.maximum(first - window_size + 1, 0)
-            if not is_causal:
-                hi_key = ops.minimum(last + window_size, tk)
-        if is_causal:
-            hi_key = ops.minimum(last + 1, tk)
-        return lo_key // bk, ceil_div(hi_key, bk)
-
-    def query_blocks_seeing(j):
-        """Query block range `[lo, hi)` that sees key block `j`."""
-        first, last = j * bk, (j + 1) * bk - 1
-        lo_query, hi_query = 0, tq
-        if is_causal:
-            lo_query = ops.minimum(first, tq)
-        if window_size is not None:
-            hi_query = ops.minimum(last + window_size, tq)
-            if not is_causal:
-                lo_query = ops.maximum(first - window_size + 1, 0)
-        return lo_query // bq, ceil_div(hi_query, bq)
-
-    def tile_logits(q_i, k_j, i, j, bias_tiles):
-        query_pos, key_pos = positions(i, bq), positions(j, bk)
+    def tile_logits(grid, q_i, k_j, i, j, mask_tiles, bias_tiles):
+        query_pos, key_pos = grid.query_positions(i), grid.key_positions(j)
         s = ops.einsum("bhgqd,bhkd->bhgqk", q_i, k_j)
         allowed = sc.position_mask(
             query_pos,
             key_pos,
             is_causal=is_causal,
             window_size=window_size,
-            key_length=key_length,
+            key_length=grid.key_length,
         )
         if mask_tiles is not None:
             allowed = sc.both(mask_tiles.get(i, j), allowed)
@@ -191,13 +220,14 @@ def chunked_attention(
         # otherwise also record every tile's ops (custom_gradient does not
         # stop it) and keep every tile's scores alive until the backward
         # pass: quadratic memory in eager mode.
-        qb = query_side(ops.stop_gradient(q_in), d) * scale
-        kb, vb = key_side(ops.stop_gradient(k_in)), key_side(ops.stop_gradient(v_in))
-        bias_tiles = None
+        q_major = query_major(ops.stop_gradient(q_in), d) * scale
+        k_const, v_const = ops.stop_gradient(k_in), ops.stop_gradient(v_in)
+        bias_const = None
         if bias_in:
-            bias_tiles = _Tiles(
-                ops.cast(ops.stop_gradient(bias_in[0]), "float32"), nq, bq, nk, bk
-            )
+            bias_const = ops.cast(ops.stop_gradient(bias_in[0]), "float32")
+        qb = query_side(q_major, forward)
+        kb, vb = key_side(k_const, forward), key_side(v_const, forward)
+        mask_tiles, bias_tiles = forward.tiles(mask5), forward.tiles(bias_const)
 
         def query_block(i, carry):
             out_buf, lse_buf = carry
@@ -206,7 +236,7 @@ def chunked_attention(
 
             def key_block(j, state):
                 m, l, acc = state
-                s, allowed = tile_logits(q_i, kb[j], i, j, bias_tiles)
+                s, allowed = tile_logits(forward, q_i, kb[j], i, j, mask_tiles, bias_tiles)
                 m_new = ops.maximum(m, sc.row_max(s)[..., 0])
                 alpha = ops.exp(m - m_new)
                 p = ops.exp(s - m_new[..., None])
@@ -218,7 +248,7 @@ def chunked_attention(
                 )
                 return m_new, l, acc
 
-            lo, hi = key_blocks_seen_by(i)
+            lo, hi = forward.key_blocks_seen_by(i)
             init = (zeros + neg, zeros, ops.repeat(zeros[..., None], dv, axis=-1))
             m, l, acc = ops.fori_loop(lo, hi, key_block, init)
             seen = l > 0.0
@@ -230,26 +260,38 @@ def chunked_attention(
 
         out_buf = ops.repeat(ops.zeros_like(qb[..., :1]), dv, axis=-1)
         lse_buf = ops.zeros_like(qb[..., 0])
-        out_buf, lse_buf = ops.fori_loop(0, nq, query_block, (out_buf, lse_buf))
+        out_buf, lse_buf = ops.fori_loop(0, forward.nq, query_block, (out_buf, lse_buf))
+        # Query-major `(b, kv, g, tq, .)`: the backward pass cuts its own blocks.
+        out_major = _unblocked(out_buf, 3, tq)
+        lse_major = _unblocked(lse_buf, 3, tq)
 
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
-            do_buf = query_side(upstream, dv)
-            delta_buf = ops.sum(do_buf * out_buf, axis=-1)
-            carry = (ops.zeros_like(qb), ops.zeros_like(kb), ops.zeros_like(vb))
-            if bias_tiles is not None:
-                carry += (ops.zeros_like(bias_tiles.tiles),)
+            do_major = query_major(upstream, dv)
+            delta_buf = query_side(ops.sum(do_major * out_major, axis=-1), backward)
+            do_buf = query_side(do_major, backward)
+            lse_b = query_side(lse_major, backward)
+            if backward.bq == forward.bq and backward.bk == forward.bk:
+                qg, kg, vg = qb, kb, vb
+                mask_g, bias_g = mask_tiles, bias_tiles
+            else:
+                qg = query_side(q_major, backward)
+                kg, vg = key_side(k_const, backward), key_side(v_const, backward)
+                mask_g, bias_g = backward.tiles(mask5), backward.tiles(bias_const)
+            carry = (ops.zeros_like(qg), ops.zeros_like(kg), ops.zeros_like(vg))
+            if bias_g is not None:
+                carry += (ops.zeros_like(bias_g.tiles),)
 
             def key_block(j, carry):
                 dq_buf, dk_buf, dv_buf = carry[:3]
-                k_j, v_j = kb[j], vb[j]
+                k_j, v_j = kg[j], vg[j]
 
                 def query_block(i, state):
                     dq_buf, dk_j, dv_j = state[:3]
-                    q_i, do_i = qb[i], do_buf[i]
-                    s, allowed = tile_logits(q_i, k_j, i, j, bias_tiles)
-                    p = ops.exp(s - lse_buf[i][..., None])
+                    q_i, do_i = qg[i], do_buf[i]
+                    s, allowed = tile_logits(backward, q_i, k_j, i, j, mask_g, bias_g)
+                    p = ops.exp(s - lse_b[i][..., None])
                     if allowed is not None:
                         p = ops.where(allowed, p, 0.0)
                     dv_j = dv_j + ops.einsum("bhgqk,bhgqd->bhkd", p, do_i)
@@ -258,11 +300,11 @@ def chunked_attention(
                     dq_i = dq_buf[i] + ops.einsum("bhgqk,bhkd->bhgqd", ds, k_j)
                     dk_j = dk_j + ops.einsum("bhgqk,bhgqd->bhkd", ds, q_i)
                     new = (write(dq_buf, [i], dq_i), dk_j, dv_j)
-                    if bias_tiles is not None:
-                        new += (bias_tiles.add(state[3], i, j, ds),)
+                    if bias_g is not None:
+                        new += (bias_g.add(state[3], i, j, ds),)
                     return new
 
-                lo, hi = query_blocks_seeing(j)
+                lo, hi = backward.query_blocks_seeing(j)
                 state = (dq_buf, ops.zeros_like(k_j), ops.zeros_like(v_j))
                 state += tuple(carry[3:])
                 state = ops.fori_loop(lo, hi, query_block, state)
@@ -270,14 +312,14 @@ def chunked_attention(
                 new = (dq_buf, write(dk_buf, [j], dk_j), write(dv_buf, [j], dv_j))
                 return new + tuple(state[3:])
 
-            carry = ops.fori_loop(0, nk, key_block, carry)
+            carry = ops.fori_loop(0, backward.nk, key_block, carry)
             grads = [
                 ops.cast(from_query_side(carry[0] * scale, d), q_in.dtype),
                 ops.cast(from_key_side(carry[1]), k_in.dtype),
                 ops.cast(from_key_side(carry[2]), v_in.dtype),
             ]
-            if bias_tiles is not None:
-                db = bias_tiles.untile(carry[3], tq, tk)
+            if bias_g is not None:
+                db = bias_g.untile(carry[3], tq, tk)
                 grads.append(ops.cast(db, bias_in[0].dtype))
             return tuple(grads)
 

@@ -478,11 +478,14 @@ CHUNKED_CONFIGS = {
 
 
 @pytest.mark.parametrize(
-    "config, block_size",
-    [(c, b) for c in sorted(CHUNKED_CONFIGS) for b in (2, 3, 5, 16, 512)]
-    + [("gqa_window_padding_bias_causal_alibi", 1), ("causal_window_skips_tiles", 1)],
+    "config, block_size, backward_block_size",
+    [(c, b, None) for c in sorted(CHUNKED_CONFIGS) for b in (2, 3, 5, 16, 512)]
+    + [("gqa_window_padding_bias_causal_alibi", 1, None), ("causal_window_skips_tiles", 1, None)]
+    # The backward pass tiles on its own grid, finer or coarser than the
+    # forward pass's, with every mask, bias and position pattern.
+    + [(c, b, bb) for c in sorted(CHUNKED_CONFIGS) for b, bb in ((5, 2), (2, 5), (16, 3), (4, 512))],
 )
-def test_chunked_equals_exact_values_and_gradients(config, block_size):
+def test_chunked_equals_exact_values_and_gradients(config, block_size, backward_block_size):
     batch, tq, tk, heads, kv_heads, make = CHUNKED_CONFIGS[config]
     rng = np.random.default_rng(block_size)
     q, k, v = random_inputs(rng, batch, tq, tk, heads, kv_heads, 8, 6)
@@ -491,7 +494,8 @@ def test_chunked_equals_exact_values_and_gradients(config, block_size):
     d_out = rng.normal(size=(batch, tq, heads, 6)).astype("float32")
     exact = attention_and_grads(q, k, v, d_out, bias, implementation="exact", **kwargs)
     chunked = attention_and_grads(
-        q, k, v, d_out, bias, implementation="chunked", block_size=block_size, **kwargs
+        q, k, v, d_out, bias, implementation="chunked", block_size=block_size,
+        backward_block_size=backward_block_size, **kwargs
     )
     for name, e, c in zip(["out", "dq", "dk", "dv", "dbias"], exact, chunked):
         assert c.shape == e.shape, name
@@ -812,8 +816,8 @@ def test_exact_under_xla_matches_reference():
         assert_close(g, e, 1e-4)
 
 
-@pytest.mark.parametrize("block_size", [3, 16])
-def test_chunked_forward_and_backward_under_xla(block_size):
+@pytest.mark.parametrize("block_size, backward_block_size", [(3, None), (16, None), (5, 2), (2, 4)])
+def test_chunked_forward_and_backward_under_xla(block_size, backward_block_size):
     rng = np.random.default_rng(7)
     q, k, v = random_inputs(rng, batch=2, tq=9, tk=11, heads=4, kv_heads=2)
     bias = rng.normal(size=(1, 4, 9, 11)).astype("float32")
@@ -837,6 +841,7 @@ def test_chunked_forward_and_backward_under_xla(block_size):
                 bias=bias,
                 implementation="chunked",
                 block_size=block_size,
+                backward_block_size=backward_block_size,
                 **kwargs,
             )
         return [out] + tape.gradient(
@@ -919,12 +924,19 @@ def test_dynamic_batch_in_graph_mode(implementation):
 # --------------------------------------------------------------------------
 @pytest.fixture
 def chunked_spy(monkeypatch):
-    """Records the block size of every call of the chunked core."""
-    calls = []
+    """Records the block size of every call of the chunked core (and, in
+    `.backward`, its backward block size)."""
+
+    class Calls(list):
+        pass
+
+    calls = Calls()
+    calls.backward = []
     original = attention_module.chunked_attention
 
     def spy(*args, **kwargs):
         calls.append(kwargs["block_size"])
+        calls.backward.append(kwargs["backward_block_size"])
         return original(*args, **kwargs)
 
     monkeypatch.setattr(attention_module, "chunked_attention", spy)
@@ -949,6 +961,12 @@ def test_auto_picks_chunked_for_long_inputs(chunked_calls):
 
     dot_product_attention(q, k, v, is_causal=True, block_size=3)
     assert chunked_calls[-1] == 3
+    # The backward pass tiles at most 256 positions unless told otherwise.
+    assert chunked_calls.backward == [attention_module.DEFAULT_BACKWARD_BLOCK_SIZE, 3]
+    dot_product_attention(q, k, v, is_causal=True, block_size=1024, backward_block_size=128)
+    assert chunked_calls[-1] == 1024 and chunked_calls.backward[-1] == 128
+    chunked_calls.pop()
+    chunked_calls.backward.pop()
 
     # Below the threshold: exact.
     short = dot_product_attention(q[:, :5], k, v, is_causal=True)
@@ -1196,6 +1214,8 @@ BAD_ARGUMENTS = [
     ),
     (dict(block_size=0), r"`block_size` must be a positive int.*block_size=0"),
     (dict(block_size=-4), r"`block_size`.*block_size=-4"),
+    (dict(backward_block_size=0), r"`backward_block_size` must be a positive int.*backward_block_size=0"),
+    (dict(backward_block_size=2.5), r"`backward_block_size`.*2.5"),
     (dict(block_size=2.5), r"`block_size`.*block_size=2\.5"),
     (dict(block_size=True), r"`block_size`.*block_size=True"),
     (dict(dropout_rate=1.0), r"`dropout_rate` must be in \[0, 1\).*dropout_rate=1\.0"),
