@@ -170,6 +170,18 @@ def speech_recognizer(jit_compile=True, **compile_kwargs):
     return model, lambda seed=0, size=4: _halves(make, seed, size)
 
 
+def speech_enhancer(jit_compile=True, **compile_kwargs):
+    model = models.speech_enhancer(800, frame_length=64, frame_step=16, attention="multi_head", **SMALL)
+    models.compile_speech_enhancer(model, jit_compile=jit_compile, **compile_kwargs)
+
+    def make(rng, half):
+        t = np.arange(800) / 8000
+        clean = np.sin(2 * np.pi * rng.uniform(200, 2000, (half, 1)) * t) * 0.5
+        return (clean + rng.normal(0, 0.2, (half, 800))).astype("float32"), clean.astype("float32")
+
+    return model, lambda seed=0, size=4: _halves(make, seed, size)
+
+
 def video_classifier(jit_compile=True, **compile_kwargs):
     model = models.video_classifier(4, 8, 3, tubelet_size=(2, 4, 4), attention="linear", **SMALL)
     models.compile_video_classifier(model, jit_compile=jit_compile, **compile_kwargs)
@@ -207,6 +219,7 @@ CASES = {
         image_segmenter,
         audio_classifier,
         speech_recognizer,
+        speech_enhancer,
         video_classifier,
         multimodal_classifier,
     )

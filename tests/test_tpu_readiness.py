@@ -467,6 +467,10 @@ PIPELINES = {
         as_dataset_fn=_mock_pets,
     ),
     "sequential_recommendation_data": _recommendation,
+    "speech_enhancement_data": _mock(
+        lambda _: data_lib.speech_enhancement_data(num_samples=64, test_speakers=("bob",), batch_size=4, shuffle_buffer=8),
+        as_dataset_fn=_spoken_digit,
+    ),
     "speech_recognition_data": _mock(lambda _: data_lib.speech_recognition_data(num_samples=64, max_label_length=40, batch_size=2), num_examples=6),
     "spoken_digit_data": _mock(lambda _: data_lib.spoken_digit_data(num_samples=64, batch_size=4, shuffle_buffer=8), as_dataset_fn=_spoken_digit),
     "squad_data": _mock(
@@ -566,6 +570,12 @@ def _other_layers():
             {},
         ),
         "SpeedPerturbation": (lambda: ka_layers.SpeedPerturbation(0.1, seed=1), {"inputs": _normal(6, 2, 64)}, {}),
+        "ShortTimeFourierTransform": (lambda: ka_layers.ShortTimeFourierTransform(16, 4), {"inputs": _normal(8, 2, 64)}, {}),
+        "InverseShortTimeFourierTransform": (
+            lambda: ka_layers.InverseShortTimeFourierTransform(16, 4, 64),
+            {"inputs": _normal(9, 2, 21, 9, 2)},
+            {},
+        ),
         "Dropout": (lambda: ka_layers.Dropout(0.5, seed=1), {"inputs": sequence}, {}),
         "Dice": (lambda: ka_layers.Dice(), {"inputs": _normal(7, 4, 8)}, {}),
     }

@@ -16,6 +16,7 @@ from keras_attention.data.listops import load_listops
 from keras_attention.data.text import text_classification_data
 from keras_attention.data.vision import image_classification_data
 from keras_attention.data.audio import spoken_digit_data
+from keras_attention.data.speech_enhancement import speech_enhancement_data
 from keras_attention.data.question_answering import squad_data
 from keras_attention.data.translation import translation_data
 from keras_attention.data.recommendation import generate_behaviour

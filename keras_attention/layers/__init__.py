@@ -45,6 +45,12 @@ from keras_attention.layers.pooling.attention_pooling import AttentionPooling
 from keras_attention.layers.pooling.masked_average_pooling import MaskedAveragePooling
 
 from keras_attention.layers.preprocessing.random_shift import RandomShift
+from keras_attention.layers.preprocessing.short_time_fourier import (
+    InverseShortTimeFourierTransform,
+)
+from keras_attention.layers.preprocessing.short_time_fourier import (
+    ShortTimeFourierTransform,
+)
 from keras_attention.layers.preprocessing.spec_augment import SpecAugment
 from keras_attention.layers.preprocessing.speed_perturbation import SpeedPerturbation
 

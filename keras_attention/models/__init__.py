@@ -42,3 +42,8 @@ from keras_attention.models.speech_recognizer import ctc_greedy_decode
 from keras_attention.models.speech_recognizer import speech_recognizer
 from keras_attention.models.speech_recognizer import transcribe
 from keras_attention.models.speech_recognizer import word_error_rate
+from keras_attention.models.scale_invariant_sdr import NegativeScaleInvariantSDR
+from keras_attention.models.scale_invariant_sdr import ScaleInvariantSDR
+from keras_attention.models.scale_invariant_sdr import scale_invariant_sdr
+from keras_attention.models.speech_enhancer import compile_speech_enhancer
+from keras_attention.models.speech_enhancer import speech_enhancer

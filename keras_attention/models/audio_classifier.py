@@ -5,10 +5,8 @@ import keras
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
-from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
 from keras_attention.layers.preprocessing.spec_augment import SpecAugment
 from keras_attention.layers.preprocessing.speed_perturbation import SpeedPerturbation
-from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.models import audio_frontend
 from keras_attention.models import common
 
@@ -125,11 +123,8 @@ def audio_classifier(
             name="spec_augment",
         )(x)
     x = audio_frontend.conv_subsampling(x, subsampling, hidden_dim // 2)
-    frames = x.shape[1]
     x = keras.layers.Dense(hidden_dim, name="frame_embedding")(x)
-    x = x + PositionEmbedding(frames, name="position_embedding")(x)
-    x = Dropout(dropout, name="embedding_dropout")(x)
-    x = common.encoder_stack(
+    x = common.encode_with_positions(
         x,
         builder=BUILDER,
         num_layers=num_layers,
@@ -138,7 +133,6 @@ def audio_classifier(
         attention=attention,
         attention_kwargs=attention_kwargs,
         dropout=dropout,
-        sequence_length=frames,
     )
     logits = common.classification_head(
         x, pooling=pooling, num_heads=num_heads, dropout=dropout, num_classes=num_classes

@@ -9,6 +9,8 @@
 - `embed_tokens`: token + position embeddings followed by dropout.
 - `encoder_stack`: `num_layers` `TransformerEncoder` blocks taking any
   registered attention.
+- `encode_with_positions`: learned positions and dropout added to embedded
+  frames or patches, then `encoder_stack`.
 - `classification_head`: mask-aware pooling, dropout and the logits layer
   that every classifier ends with.
 - `compile_model`: AdamW with warm-up and cosine decay, gradient clipping
@@ -24,6 +26,7 @@ from keras_attention.layers.attention import registry
 from keras_attention.layers.pooling.attention_pooling import AttentionPooling
 from keras_attention.layers.pooling.masked_average_pooling import MaskedAveragePooling
 from keras_attention.layers.regularization.dropout import Dropout
+from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
 from keras_attention.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
@@ -145,6 +148,47 @@ def encoder_stack(
     if norm_first:
         x = keras.layers.LayerNormalization(epsilon=1e-5, name=f"{name}_norm")(x)
     return x
+
+
+def encode_with_positions(
+    x,
+    *,
+    builder,
+    num_layers,
+    num_heads,
+    intermediate_dim,
+    attention,
+    attention_kwargs,
+    dropout,
+):
+    """Learned positions + dropout on embedded frames or patches, then the encoder.
+
+    Adds a `PositionEmbedding` (layer `"position_embedding"`) over the
+    static sequence length, applies `Dropout` (`"embedding_dropout"`), and
+    encodes with `encoder_stack` (pre-norm blocks `"encoder_<i>"`).
+
+    Args:
+        x: `(batch, T, hidden_dim)` symbolic tensor with a static `T`.
+        builder, num_layers, num_heads, intermediate_dim, attention,
+            attention_kwargs, dropout: see `encoder_stack`.
+
+    Returns:
+        The encoded `(batch, T, hidden_dim)` tensor.
+    """
+    length = x.shape[1]
+    x = x + PositionEmbedding(length, name="position_embedding")(x)
+    x = Dropout(dropout, name="embedding_dropout")(x)
+    return encoder_stack(
+        x,
+        builder=builder,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        intermediate_dim=intermediate_dim,
+        attention=attention,
+        attention_kwargs=attention_kwargs,
+        dropout=dropout,
+        sequence_length=length,
+    )
 
 
 def embed_tokens(

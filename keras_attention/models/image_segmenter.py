@@ -7,8 +7,6 @@ from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
-from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
-from keras_attention.layers.regularization.dropout import Dropout
 from keras_attention.models import common
 
 BUILDER = "image_segmenter"
@@ -161,9 +159,7 @@ def image_segmenter(
         skips.append(x)
     x = keras.layers.Conv2D(hidden_dim, 2, strides=2, name="patch_embedding")(x)
     x = keras.layers.Reshape((tokens, hidden_dim), name="patches")(x)
-    x = x + PositionEmbedding(tokens, name="position_embedding")(x)
-    x = Dropout(dropout, name="embedding_dropout")(x)
-    x = common.encoder_stack(
+    x = common.encode_with_positions(
         x,
         builder=BUILDER,
         num_layers=num_layers,
@@ -172,7 +168,6 @@ def image_segmenter(
         attention=attention,
         attention_kwargs=attention_kwargs,
         dropout=dropout,
-        sequence_length=tokens,
     )
     x = keras.layers.Reshape(grid + (hidden_dim,), name="feature_map")(x)
     x = keras.layers.Conv2D(decoder_dim, 1, name="decoder_projection")(x)

@@ -1,1 +1,1 @@
-"""Preprocessing layers: XLA-friendly augmentation of images, spectrograms and waveforms."""
+"""Preprocessing layers: XLA-friendly augmentation of images, spectrograms and waveforms, and the short-time Fourier transform pair."""
