@@ -132,3 +132,12 @@ def test_compile_time_smallest_run_prints_its_table():
         trace, xla, total = (float(row[i]) for i in (4, 5, 6))
         assert trace > 0 and xla >= 0 and abs(total - (trace + xla)) < 0.011
     assert rows[0][7].strip() == "1.00x"
+
+
+def test_speech_enhancement_skips_without_data(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "speech_enhancement.py"), "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(f"skipped: spoken_digit not in {tmp_path}")
