@@ -58,7 +58,9 @@ def run(args):
     vocabulary = saved_run.vocabulary(folder)
     try:
         inputs = task.encode(texts, options, vocabulary)
-    except ValueError as error:
+    except (ValueError, NotImplementedError) as error:
+        # NotImplementedError: a task whose inputs are not text (images,
+        # waveforms) says so instead of a traceback.
         raise UsageError(str(error)) from None
     model = saved_run.load_model(path)
     outputs = model.predict(inputs, verbose=0)

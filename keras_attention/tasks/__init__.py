@@ -2,6 +2,7 @@
 that `keras-attention fit --task NAME` and the tuner share."""
 
 from keras_attention.tasks.base import ClassificationTask
+from keras_attention.tasks.base import ScheduledTask
 from keras_attention.tasks.base import Task
 from keras_attention.tasks.base import TaskData
 from keras_attention.tasks.base import available_tasks
@@ -11,3 +12,4 @@ from keras_attention.tasks import listops as _listops  # noqa: F401  (registers 
 from keras_attention.tasks import text as _text  # noqa: F401  (registers the task)
 from keras_attention.tasks import image as _image  # noqa: F401  (registers the task)
 from keras_attention.tasks import audio as _audio  # noqa: F401  (registers the task)
+from keras_attention.tasks import enhance as _enhance  # noqa: F401  (registers the task)

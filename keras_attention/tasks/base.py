@@ -194,15 +194,14 @@ def _option_problem(name, value, default):
     return None
 
 
-class ClassificationTask(Task):
-    """A task whose model returns class logits: the shared compile step
-    (AdamW with warm-up and cosine decay over the whole run, XLA), the
-    majority-class baseline and argmax decoding.
+class ScheduledTask(Task):
+    """A task trained with the shared compile step: the task's `loss()` and
+    `metrics()`, AdamW with warm-up and cosine decay over the whole run, XLA.
 
-    `TaskData.info` must hold `majority_accuracy` and `train_batches`; the
-    options `epochs`, `steps`, `learning_rate`, `warmup_steps` and the
-    encoder sizes (`hidden_dim`, `num_layers`, `num_heads`,
-    `intermediate_dim`, `dropout`).
+    `TaskData.info` must hold `train_batches`; the options `epochs`,
+    `steps`, `learning_rate`, `warmup_steps` and the encoder sizes
+    (`hidden_dim`, `num_layers`, `num_heads`, `intermediate_dim`,
+    `dropout`).
     """
 
     def encoder_options(self, options):
@@ -230,6 +229,12 @@ class ClassificationTask(Task):
             warmup_steps=options["warmup_steps"],
             decay_steps=max(1, steps * options["epochs"] - options["warmup_steps"]),
         )
+
+
+class ClassificationTask(ScheduledTask):
+    """A `ScheduledTask` whose model returns class logits: the
+    majority-class baseline (`TaskData.info["majority_accuracy"]`) and
+    argmax decoding."""
 
     def baselines(self, data):
         return {"majority_class_accuracy": data.info["majority_accuracy"]}
