@@ -17,7 +17,9 @@ def _tones_in_noise(batch=4, samples=1600, noise=0.5, seed=0):
     return noisy.astype("float32"), clean.astype("float32")
 
 
-@pytest.mark.parametrize("attention", ["multi_head", "linear", "regional"])
+# One variant through the whole round trip (regional: the builder fills in
+# its window); every variant's own layer tests cover the rest.
+@pytest.mark.parametrize("attention", ["regional"])
 def test_builds_trains_saves_exports(attention, tmp_path):
     model = speech_enhancer(1600, frame_length=64, frame_step=16, attention=attention, **SMALL)
     compile_speech_enhancer(model)
