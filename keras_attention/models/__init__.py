@@ -47,3 +47,10 @@ from keras_attention.models.scale_invariant_sdr import ScaleInvariantSDR
 from keras_attention.models.scale_invariant_sdr import scale_invariant_sdr
 from keras_attention.models.speech_enhancer import compile_speech_enhancer
 from keras_attention.models.speech_enhancer import speech_enhancer
+from keras_attention.models.boxes import box_iou
+from keras_attention.models.boxes import center_to_corners
+from keras_attention.models.boxes import corners_to_center
+from keras_attention.models.boxes import generalized_box_iou
+from keras_attention.models.mean_average_precision import COCO_THRESHOLDS
+from keras_attention.models.mean_average_precision import average_precision
+from keras_attention.models.mean_average_precision import mean_average_precision
