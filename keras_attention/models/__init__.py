@@ -54,3 +54,4 @@ from keras_attention.models.boxes import generalized_box_iou
 from keras_attention.models.mean_average_precision import COCO_THRESHOLDS
 from keras_attention.models.mean_average_precision import average_precision
 from keras_attention.models.mean_average_precision import mean_average_precision
+from keras_attention.models.hungarian_matching import hungarian_matching
