@@ -363,6 +363,24 @@ def _static(spec, batch_size):
     return shapes
 
 
+def _mnist_canvases(self, split, *args, **kwargs):
+    # The `small` config's layout: 32 x 32 canvases with 1-2 digits.
+    def example(i):
+        count = 1 + i % 2
+        boxes = np.array([[0.1, 0.1, 0.4, 0.5], [0.5, 0.4, 0.9, 0.8]], "float32")[:count]
+        canvas = np.zeros((32, 32, 1), "uint8")
+        canvas[4:12, 4:14] = 255
+        return {"canvas": canvas, "objects": {"bbox": boxes, "label": np.arange(count, dtype="int64") + i % 8}}
+
+    return tf.data.Dataset.from_generator(
+        lambda: (example(i) for i in range(10)),
+        output_signature={
+            "canvas": tf.TensorSpec((32, 32, 1), tf.uint8),
+            "objects": {"bbox": tf.TensorSpec((None, 4), tf.float32), "label": tf.TensorSpec((None,), tf.int64)},
+        },
+    )
+
+
 def _spoken_digit(self, split, *args, **kwargs):
     names = [f"{d}_{s}_{i}.wav" for d in range(2) for s in ("ann", "bob") for i in range(7)]
     rng = np.random.default_rng(0)
@@ -462,6 +480,10 @@ PIPELINES = {
     "image_classification_data": _mock(lambda _: data_lib.image_classification_data("mnist", batch_size=4), num_examples=10),
     "image_text_classification_data": _image_text,
     "load_listops": _listops,
+    "mnist_detection_data": _mock(
+        lambda tmp: data_lib.mnist_detection_data(data_dir=str(tmp), config="small", batch_size=4, shuffle_buffer=8),
+        as_dataset_fn=_mnist_canvases,
+    ),
     "segmentation_data": _mock(
         lambda _: data_lib.segmentation_data(image_size=8, batch_size=2, shuffle_buffer=4, cache=False),
         as_dataset_fn=_mock_pets,

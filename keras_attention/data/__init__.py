@@ -27,3 +27,7 @@ from keras_attention.data.speech import CharacterVocabulary
 from keras_attention.data.speech import speech_recognition_data
 from keras_attention.data.video import video_classification_data
 from keras_attention.data.multimodal import image_text_classification_data
+from keras_attention.data.mnist_detection import DetectionData
+from keras_attention.data.mnist_detection import MnistDetection
+from keras_attention.data.mnist_detection import MnistDetectionConfig
+from keras_attention.data.mnist_detection import mnist_detection_data
