@@ -120,6 +120,7 @@ def test_training_benchmark_counts_this_process_and_the_machine():
     assert steal_after >= steal >= 0.0
 
 
+@pytest.mark.slow  # four fresh TensorFlow processes (about 11 s)
 def test_compile_time_smallest_run_prints_its_table():
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "compile_time.py"), "--lengths", "64", "--modes", "fwd"],

@@ -36,6 +36,7 @@ def test_fit_and_evaluate(task, dataset, options, tmp_path):
     assert abs(report["test"]["accuracy"] - metrics["test"]["accuracy"]) < 1e-6
 
 
+@pytest.mark.slow  # three command-line runs on the real recordings (about 35 s); the usage test below stays in the default run
 def test_enhance_fits_evaluates_and_reports_the_noisy_baseline(tmp_path):
     data_dir = shared_tfds("spoken_digit")
     output = str(tmp_path / "run")
