@@ -186,8 +186,8 @@ def chunked_attention(
         """`(b, kv, g, tq, ...)` -> `(nq, b, kv, g, bq, ...)`."""
         return _blocked(x, 3, grid.nq, grid.bq)
 
-    def from_query_side(x, last):
-        x = _unblocked(x, 3, tq)  # (b, kv, g, tq, last)
+    def from_query_major(x, last):
+        """`(b, kv, g, tq, last)` -> `(b, tq, heads, last)`."""
         x = ops.transpose(x, (0, 3, 1, 2, 4))
         return ops.reshape(x, (-1, tq, heads, last))
 
@@ -261,9 +261,9 @@ def chunked_attention(
         out_buf = ops.repeat(ops.zeros_like(qb[..., :1]), dv, axis=-1)
         lse_buf = ops.zeros_like(qb[..., 0])
         out_buf, lse_buf = ops.fori_loop(0, forward.nq, query_block, (out_buf, lse_buf))
-        # Query-major `(b, kv, g, tq, .)`: the backward pass cuts its own blocks.
+        # Query-major `(b, kv, g, tq, .)`: the output, and what the backward
+        # pass cuts into its own blocks.
         out_major = _unblocked(out_buf, 3, tq)
-        lse_major = _unblocked(lse_buf, 3, tq)
 
         def grad(*args, upstream=None):
             if upstream is None:
@@ -271,7 +271,7 @@ def chunked_attention(
             do_major = query_major(upstream, dv)
             delta_buf = query_side(ops.sum(do_major * out_major, axis=-1), backward)
             do_buf = query_side(do_major, backward)
-            lse_b = query_side(lse_major, backward)
+            lse_b = query_side(_unblocked(lse_buf, 3, tq), backward)
             if backward.bq == forward.bq and backward.bk == forward.bk:
                 qg, kg, vg = qb, kb, vb
                 mask_g, bias_g = mask_tiles, bias_tiles
@@ -314,7 +314,7 @@ def chunked_attention(
 
             carry = ops.fori_loop(0, backward.nk, key_block, carry)
             grads = [
-                ops.cast(from_query_side(carry[0] * scale, d), q_in.dtype),
+                ops.cast(from_query_major(_unblocked(carry[0] * scale, 3, tq), d), q_in.dtype),
                 ops.cast(from_key_side(carry[1]), k_in.dtype),
                 ops.cast(from_key_side(carry[2]), v_in.dtype),
             ]
@@ -323,7 +323,7 @@ def chunked_attention(
                 grads.append(ops.cast(db, bias_in[0].dtype))
             return tuple(grads)
 
-        return from_query_side(out_buf, dv), grad
+        return from_query_major(out_major, dv), grad
 
     args = (query, key, value) + (() if bias5 is None else (bias5,))
     out = ops.custom_gradient(core)(*args)
