@@ -103,6 +103,20 @@ def check_heads(source, hidden_dim, num_heads):
         )
 
 
+def check_image_size(source, image_size):
+    """`image_size` as a `(height, width)` tuple of positive ints (an int
+    means a square), or the `ValueError` naming `source`."""
+    if is_int(image_size):
+        image_size = (image_size, image_size)
+    if not isinstance(image_size, (tuple, list)) or len(image_size) != 2 or not all(
+        is_int(d) and d > 0 for d in image_size
+    ):
+        raise argument_error(
+            source, "image_size", "must be a positive int or (height, width)", f"image_size={image_size!r}"
+        )
+    return tuple(int(d) for d in image_size)
+
+
 def is_number(value):
     """Whether `value` is a real number (a NumPy one too), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -182,6 +182,22 @@ def speech_enhancer(jit_compile=True, **compile_kwargs):
     return model, lambda seed=0, size=4: _halves(make, seed, size)
 
 
+def object_detector(jit_compile=True, **compile_kwargs):
+    model = models.object_detector(
+        16, 3, num_queries=4, patch_size=4, hidden_dim=16, num_heads=2,
+        num_encoder_layers=1, num_decoder_layers=1, dropout=0.0, attention="multi_head",
+    )
+    models.compile_object_detector(model, jit_compile=jit_compile, **compile_kwargs)
+
+    def make(rng, half):
+        images = rng.random((half, 16, 16, 1)).astype("float32")
+        boxes = np.concatenate([rng.uniform(0.3, 0.7, (half, 2, 2)), rng.uniform(0.1, 0.4, (half, 2, 2))], -1)
+        labels = np.stack([rng.integers(0, 3, half), np.full(half, -1)], -1)  # one object each
+        return images, np.asarray(models.pack_detection_targets(boxes, labels))
+
+    return model, lambda seed=0, size=4: _halves(make, seed, size)
+
+
 def video_classifier(jit_compile=True, **compile_kwargs):
     model = models.video_classifier(4, 8, 3, tubelet_size=(2, 4, 4), attention="linear", **SMALL)
     models.compile_video_classifier(model, jit_compile=jit_compile, **compile_kwargs)
@@ -220,6 +236,7 @@ CASES = {
         audio_classifier,
         speech_recognizer,
         speech_enhancer,
+        object_detector,
         video_classifier,
         multimodal_classifier,
     )

@@ -476,7 +476,33 @@ def _mock(call, **mock):
     return load
 
 
+def _voc_images(self, split, *args, **kwargs):
+    def example(i):
+        count = 1 + i % 3
+        bbox = np.array([[0.1, 0.2, 0.5, 0.6], [0.5, 0.4, 0.9, 0.8], [0.0, 0.0, 1.0, 1.0]], "float32")[:count]
+        return {
+            "image": np.full((12 + i, 20, 3), 10 * i, "uint8"),
+            "objects": {"bbox": bbox, "label": np.arange(count, dtype="int64"), "is_difficult": np.zeros(count, bool)},
+        }
+
+    return tf.data.Dataset.from_generator(
+        lambda: (example(i) for i in range(10)),
+        output_signature={
+            "image": tf.TensorSpec((None, 20, 3), tf.uint8),
+            "objects": {
+                "bbox": tf.TensorSpec((None, 4), tf.float32),
+                "label": tf.TensorSpec((None,), tf.int64),
+                "is_difficult": tf.TensorSpec((None,), tf.bool),
+            },
+        },
+    )
+
+
 PIPELINES = {
+    "detection_data": _mock(
+        lambda tmp: data_lib.detection_data("voc/2007", str(tmp), image_size=16, max_objects=3, batch_size=4, shuffle_buffer=8),
+        as_dataset_fn=_voc_images,
+    ),
     "image_classification_data": _mock(lambda _: data_lib.image_classification_data("mnist", batch_size=4), num_examples=10),
     "image_text_classification_data": _image_text,
     "load_listops": _listops,

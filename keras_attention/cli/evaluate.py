@@ -62,7 +62,7 @@ def run(args):
         raise UsageError(str(error).strip().splitlines()[0]) from None
     model = saved_run.load_model(path)
     test = data.raw_test if data.preprocessor is not None else data.test
-    results = model.evaluate(test, return_dict=True, verbose=0)
+    results = task.evaluate(model, test, data)
     report = {
         "model": path,
         "task": task.name,

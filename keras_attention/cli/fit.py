@@ -344,14 +344,14 @@ def train(args, log=print):
                 epochs=options["epochs"],
                 initial_epoch=initial_epoch,
                 steps_per_epoch=options.get("steps"),
-                callbacks=[saver, throughput],
+                callbacks=[*task.callbacks(data, data.validation), saver, throughput],
                 verbose=1 if sys.stdout.isatty() else 2,
             )
         finally:
             signal.signal(signal.SIGTERM, previous)
         train_seconds = time.perf_counter() - start
 
-        results = model.evaluate(data.test, return_dict=True, verbose=0)
+        results = task.evaluate(model, data.test, data)
         staging = writer.stage()
         model_path, export_path = run_output.save_model_files(
             model, task, data, staging, export=not args.no_export

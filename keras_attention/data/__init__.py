@@ -31,3 +31,4 @@ from keras_attention.data.mnist_detection import DetectionData
 from keras_attention.data.mnist_detection import MnistDetection
 from keras_attention.data.mnist_detection import MnistDetectionConfig
 from keras_attention.data.mnist_detection import mnist_detection_data
+from keras_attention.data.detection import detection_data

@@ -410,6 +410,10 @@ class DetectionData:
             normalised (cx, cy, w, h), "labels": int32 (batch,
             max_objects), -1 for padding})`.
         canvas_size, num_classes, max_objects: ints.
+        validation: like `test`, the last canvases of the train split, or
+            `None` (`validation_fraction=0`).
+        train_size, validation_size, test_size: canvases in each split.
+        channels: image channels.
     """
 
     train: object
@@ -417,6 +421,11 @@ class DetectionData:
     canvas_size: int
     num_classes: int
     max_objects: int
+    validation: object = None
+    train_size: int = 0
+    validation_size: int = 0
+    test_size: int = 0
+    channels: int = 1
 
 
 def mnist_detection_data(
@@ -427,6 +436,7 @@ def mnist_detection_data(
     batch_size=16,
     shuffle_buffer=1000,
     seed=0,
+    validation_fraction=0.0,
 ):
     """MNIST detection pipelines with static shapes (see `DetectionData`).
 
@@ -446,6 +456,9 @@ def mnist_detection_data(
         batch_size: int.
         shuffle_buffer: int, train shuffle buffer (>= 1).
         seed: shuffle seed.
+        validation_fraction: float in `[0, 1)`; that share of the train
+            split's canvases (its last ones, at least one) is held out as
+            `validation`, never trained on.
 
     Returns:
         A `DetectionData`.
@@ -475,6 +488,11 @@ def mnist_detection_data(
     check_positive_int("mnist_detection_data", "shuffle_buffer", shuffle_buffer)
     check_positive_int("mnist_detection_data", "max_objects", max_objects)
     check_int("mnist_detection_data", "seed", seed)
+    if not is_number(validation_fraction) or not 0.0 <= validation_fraction < 1.0:
+        raise argument_error(
+            "mnist_detection_data", "validation_fraction", "must be a number in [0, 1)",
+            f"validation_fraction={validation_fraction!r}",
+        )
     if data_dir is not None and not os.path.isdir(data_dir):
         raise argument_error("mnist_detection_data", "data_dir", "must be an existing folder", f"data_dir={data_dir!r}")
     builder = tfds.builder(NAME, config=config, data_dir=data_dir, mnist_data_dir=mnist_data_dir)
@@ -503,13 +521,27 @@ def mnist_detection_data(
         ds = cache_in_memory(ds)
         if shuffle:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        # Training batches have a static shape; the test split keeps every canvas.
+        # Training batches have a static shape; validation and test keep every canvas.
         return prefetched(ds.batch(batch_size, drop_remainder=shuffle))
 
+    total = builder.builder_config.train_size
+    held_out = max(1, round(validation_fraction * total)) if validation_fraction > 0 else 0
+    if held_out and total - held_out < batch_size:
+        raise argument_error(
+            "mnist_detection_data",
+            "validation_fraction",
+            f"must leave at least one training batch ({batch_size} canvases) of the {total} train canvases",
+            f"validation_fraction={validation_fraction!r} ({total - held_out} left)",
+        )
+    kept = total - held_out
     return DetectionData(
-        train=pipeline("train", True),
+        train=pipeline(f"train[:{kept}]" if held_out else "train", True),
         test=pipeline("test", False),
         canvas_size=builder.builder_config.canvas_size,
         num_classes=NUM_CLASSES,
         max_objects=max_objects,
+        validation=pipeline(f"train[{kept}:]", False) if held_out else None,
+        train_size=kept,
+        validation_size=held_out,
+        test_size=builder.builder_config.test_size,
     )

@@ -32,6 +32,7 @@ from keras_attention.layers.transformer.transformer_decoder import TransformerDe
 from keras_attention.layers.transformer.transformer_encoder import TransformerEncoder
 
 from keras_attention.layers.embeddings.class_token import ClassToken
+from keras_attention.layers.embeddings.learned_queries import LearnedQueries
 from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
 from keras_attention.layers.embeddings.rotary_embedding import RotaryEmbedding
 from keras_attention.layers.embeddings.sinusoidal_position_encoding import (

@@ -55,3 +55,10 @@ from keras_attention.models.mean_average_precision import COCO_THRESHOLDS
 from keras_attention.models.mean_average_precision import average_precision
 from keras_attention.models.mean_average_precision import mean_average_precision
 from keras_attention.models.hungarian_matching import hungarian_matching
+from keras_attention.models.set_prediction_loss import SetPredictionLoss
+from keras_attention.models.set_prediction_loss import pack_detection_targets
+from keras_attention.models.object_detector import compile_object_detector
+from keras_attention.models.object_detector import detect
+from keras_attention.models.object_detector import evaluate_detector
+from keras_attention.models.object_detector import object_detector
+from keras_attention.models.mean_average_precision_callback import MeanAveragePrecisionCallback

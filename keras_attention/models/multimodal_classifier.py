@@ -5,6 +5,7 @@ import keras
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
+from keras_attention.arguments import check_image_size
 from keras_attention.arguments import check_positive_int
 from keras_attention.arguments import check_rate
 from keras_attention.layers.attention import registry
@@ -21,20 +22,6 @@ from keras_attention.models import common
 BUILDER = "multimodal_classifier"
 FUSIONS = ("cross", "co", "merged")
 POOLINGS = ("attention", "mean")
-
-
-def _image_size(image_size):
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
-        image_size = (image_size, image_size)
-    if (
-        not isinstance(image_size, (tuple, list))
-        or len(image_size) != 2
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in image_size)
-    ):
-        raise argument_error(
-            BUILDER, "image_size", "must be a positive int or (height, width)", f"image_size={image_size!r}"
-        )
-    return tuple(image_size)
 
 
 def multimodal_classifier(
@@ -126,7 +113,7 @@ def multimodal_classifier(
         - [Dosovitskiy et al., 2021, "An Image is Worth 16x16 Words"](
           https://arxiv.org/abs/2010.11929) (the image encoder).
     """
-    height, width = _image_size(image_size)
+    height, width = check_image_size(BUILDER, image_size)
     check_positive_int(BUILDER, "channels", channels)
     check_positive_int(BUILDER, "patch_size", patch_size)
     if height % patch_size or width % patch_size:

@@ -13,3 +13,4 @@ from keras_attention.tasks import text as _text  # noqa: F401  (registers the ta
 from keras_attention.tasks import image as _image  # noqa: F401  (registers the task)
 from keras_attention.tasks import audio as _audio  # noqa: F401  (registers the task)
 from keras_attention.tasks import enhance as _enhance  # noqa: F401  (registers the task)
+from keras_attention.tasks import detect as _detect  # noqa: F401  (registers the task)

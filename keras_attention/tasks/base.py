@@ -138,6 +138,17 @@ class Task:
         """Trivial baselines as a dict (e.g. majority-class accuracy)."""
         return {}
 
+    def callbacks(self, data, validation):
+        """Callbacks `fit` and `tune` add to training (before their own),
+        e.g. one that writes a metric Keras cannot compile into the logs;
+        `validation` is the split they validate on, or `None`."""
+        return []
+
+    def evaluate(self, model, dataset, data):
+        """The test metrics of `model` on `dataset`, a dict (by default
+        `model.evaluate`'s; tasks add metrics computed outside the graph)."""
+        return dict(model.evaluate(dataset, return_dict=True, verbose=0))
+
     def encode(self, texts, options, vocabulary):
         """Model inputs for `predict` from command-line strings.
 
@@ -214,6 +225,17 @@ class ScheduledTask(Task):
         run's schedule (AdamW, warm-up then cosine decay, XLA); returns it."""
         from keras_attention.models import compile_model
 
+        return compile_model(
+            model,
+            loss=self.loss(),
+            metrics=self.metrics(),
+            learning_rate=options["learning_rate"],
+            warmup_steps=options["warmup_steps"],
+            decay_steps=self.decay_steps(data, options),
+        )
+
+    def decay_steps(self, data, options):
+        """Steps of the cosine decay after the warm-up: the whole run."""
         steps = options["steps"] or data.info["train_batches"]
         if steps < 1:
             raise ValueError(
@@ -221,14 +243,7 @@ class ScheduledTask(Task):
                 "unknown, so the learning-rate schedule cannot be set; give "
                 "`steps` (steps per epoch)"
             )
-        return compile_model(
-            model,
-            loss=self.loss(),
-            metrics=self.metrics(),
-            learning_rate=options["learning_rate"],
-            warmup_steps=options["warmup_steps"],
-            decay_steps=max(1, steps * options["epochs"] - options["warmup_steps"]),
-        )
+        return max(1, steps * options["epochs"] - options["warmup_steps"])
 
 
 class ClassificationTask(ScheduledTask):

@@ -317,7 +317,7 @@ def tune(
         seed=seed,
         overwrite=overwrite,
     )
-    callbacks = []
+    callbacks = task.callbacks(data, validation)
     if max_seconds is not None:
         search.deadline = start + max_seconds
         callbacks.append(_deadline_callback(search.deadline))
@@ -356,7 +356,7 @@ def tune(
         # The trial checkpoints hold the model's weights, not the optimizer's.
         warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer.*")
         model = search.load_model(best_trial)
-    test = model.evaluate(data.test, return_dict=True, verbose=0)
+    test = task.evaluate(model, data.test, data)
     model_path, export_path = save_best(
         model, task, data, config, os.path.join(project_dir, "best"), export=export,
         dataset=dataset, data_dir=data_dir, test=test, score=best_trial.score,

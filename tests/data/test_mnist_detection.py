@@ -184,6 +184,38 @@ def test_pipeline_shapes_padding_and_boxes(tmp_path, fake_mnist):
     assert (train_labels == -1).any() and (train_labels >= 0).any()
 
 
+def test_validation_is_the_end_of_the_train_split(tmp_path, fake_mnist):
+    data = md.mnist_detection_data(
+        str(tmp_path), "somewhere", config="small", batch_size=8, validation_fraction=0.25, shuffle_buffer=1
+    )
+    assert (data.train_size, data.validation_size, data.test_size) == (48, 16, 16)
+    raw = _build(tmp_path, "small")["train"]
+    validation = np.concatenate([images.numpy() for images, _ in data.validation])
+    np.testing.assert_allclose(validation[..., 0], np.stack([ex["canvas"][..., 0] for ex in raw[48:]]) / 255.0, atol=1e-6)
+    trained = np.concatenate([images.numpy() for images, _ in data.train])
+    assert len(trained) == 48
+    held_out = {v.tobytes() for v in (validation * 255).round().astype(np.uint8)}
+    assert not held_out & {t.tobytes() for t in (trained * 255).round().astype(np.uint8)}
+    none = md.mnist_detection_data(str(tmp_path), "somewhere", config="small", batch_size=8)
+    assert none.validation is None and none.train_size == 64
+
+
+def test_generic_detection_data_reads_the_generated_dataset(tmp_path, fake_mnist):
+    from keras_attention.data import detection_data
+
+    own = md.mnist_detection_data(str(tmp_path), "somewhere", config="small", max_objects=2, batch_size=8)
+    generic = detection_data(
+        "mnist_detection/small", str(tmp_path), image_size=32, max_objects=2, batch_size=8, image_key="canvas"
+    )
+    assert (generic.train_size, generic.test_size, generic.num_classes, generic.channels) == (64, 16, 10, 3)
+    for (a, ta), (b, tb) in zip(own.test, generic.test):
+        np.testing.assert_allclose(b.numpy(), np.repeat(a.numpy(), 3, axis=-1), atol=1e-6)
+        np.testing.assert_allclose(tb["boxes"].numpy(), ta["boxes"].numpy(), atol=1e-6)
+        np.testing.assert_array_equal(tb["labels"].numpy(), ta["labels"].numpy())
+    with pytest.raises(ValueError, match=r"`detection_data`: `split` must be one of 'mnist_detection/small''s splits \['test', 'train'\]. Received: split='val'"):
+        detection_data("mnist_detection/small", str(tmp_path), validation_split="val", image_key="canvas")
+
+
 def test_to_center_boxes():
     bbox = np.array([[0.25, 0.5, 0.75, 1.0], [0.0, 0.0, 0.5, 0.25]], np.float32)
     expected = [[0.75, 0.5, 0.5, 0.5], [0.125, 0.25, 0.25, 0.5]]
@@ -201,6 +233,8 @@ def test_to_center_boxes():
         (dict(batch_size=0), r"`batch_size` must be a positive integer. Received: batch_size=0"),
         (dict(shuffle_buffer=0), r"`shuffle_buffer`"),
         (dict(max_objects=2.5), r"`max_objects`"),
+        (dict(validation_fraction=1.0), r"`validation_fraction` must be a number in \[0, 1\)"),
+        (dict(validation_fraction="0.1"), r"`validation_fraction` must be a number in \[0, 1\)"),
     ],
 )
 def test_pipeline_rejects_bad_arguments(tmp_path, fake_mnist, kwargs, match):

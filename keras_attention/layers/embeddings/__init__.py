@@ -1,1 +1,1 @@
-"""Embedding layers: token and position embeddings, rotary and sinusoidal encodings, the class token."""
+"""Embedding layers: token and position embeddings, rotary and sinusoidal encodings, the class token, learned object queries."""
