@@ -142,3 +142,12 @@ def test_speech_enhancement_skips_without_data(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(f"skipped: spoken_digit not in {tmp_path}")
+
+
+def test_object_detection_skips_without_data(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "object_detection.py"), "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(f"skipped: mnist not in {tmp_path}")

@@ -62,3 +62,5 @@ from keras_attention.models.object_detector import detect
 from keras_attention.models.object_detector import evaluate_detector
 from keras_attention.models.object_detector import object_detector
 from keras_attention.models.mean_average_precision_callback import MeanAveragePrecisionCallback
+from keras_attention.models.speech_quality import perceptual_speech_quality
+from keras_attention.models.speech_quality import short_time_objective_intelligibility
