@@ -11,7 +11,10 @@ Training stops after `--epochs` or `--minutes`, whichever comes first
 (cosine decay planned over `--epochs`). Nothing is chosen on the test set.
 
 Prints one table: SI-SDR of the noisy inputs, of the enhanced outputs, and
-the improvement, per noise kind and overall. Skips (exit 0) with a message
+the improvement, then STOI and PESQ (narrow-band) of both, per noise kind
+and overall (`keras_attention.models.speech_quality`; each averages the
+mixtures where it is defined: PESQ where it finds speech, STOI where the
+clean clip holds at least 384 ms of speech). Skips (exit 0) with a message
 when the data folder has no `spoken_digit`.
 """
 
@@ -35,6 +38,7 @@ def main(argv=None):
     parser.add_argument("--attention", default="multi_head")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--frequency-attention", action="store_true", help="attention across frequency bins too")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not os.path.isdir(os.path.join(args.data_dir, "spoken_digit")):
@@ -46,6 +50,8 @@ def main(argv=None):
 
     from keras_attention.data import speech_enhancement_data
     from keras_attention.models import compile_speech_enhancer
+    from keras_attention.models import perceptual_speech_quality
+    from keras_attention.models import short_time_objective_intelligibility
     from keras_attention.models import scale_invariant_sdr
     from keras_attention.models import speech_enhancer
 
@@ -55,7 +61,10 @@ def main(argv=None):
         args.data_dir, test_snr_db=args.test_snr, batch_size=args.batch_size, seed=args.seed
     )
     loaded = time.perf_counter() - start
-    model = speech_enhancer(data.num_samples, sample_rate=data.sample_rate, attention=args.attention)
+    model = speech_enhancer(
+        data.num_samples, sample_rate=data.sample_rate, attention=args.attention,
+        frequency_attention=args.frequency_attention,
+    )
     steps = data.num_train // args.batch_size
     compile_speech_enhancer(
         model, learning_rate=args.learning_rate, warmup_steps=steps // 2, decay_steps=steps * args.epochs
@@ -71,19 +80,25 @@ def main(argv=None):
     after = keras.ops.convert_to_numpy(scale_invariant_sdr(clean, enhanced))
     kinds = np.tile(np.arange(len(data.noise_kinds)), len(noisy) // len(data.noise_kinds))
     print(
-        f"\nspeech_enhancer ({args.attention}, {model.count_params():,} parameters): "
+        f"\nspeech_enhancer ({args.attention}{', frequency attention' if args.frequency_attention else ''}, "
+        f"{model.count_params():,} parameters): "
         f"{len(history.history['loss'])} epoch(s) of {steps} steps in {trained / 60:.1f} min"
         f"{' (stopped by the time budget)' if budget.stopped else ''}; data loaded in {loaded:.0f} s; "
         f"train speakers {data.train_speakers}, test speakers {data.test_speakers} "
         f"({len(noisy)} mixtures at {args.test_snr:g} dB)\n"
     )
-    print("| noise | input SI-SDR (dB) | enhanced SI-SDR (dB) | improvement (dB) |")
-    print("|---|---:|---:|---:|")
-    for index, kind in enumerate(data.noise_kinds):
-        chosen = kinds == index
-        print(f"| {kind} | {before[chosen].mean():.2f} | {after[chosen].mean():.2f} | "
-              f"{after[chosen].mean() - before[chosen].mean():.2f} |")
-    print(f"| all | {before.mean():.2f} | {after.mean():.2f} | {after.mean() - before.mean():.2f} |")
+    rate = data.sample_rate
+    stoi = (short_time_objective_intelligibility(clean, noisy, rate), short_time_objective_intelligibility(clean, enhanced, rate))
+    pesq = (perceptual_speech_quality(clean, noisy, rate), perceptual_speech_quality(clean, enhanced, rate))
+    print(f"STOI is defined for {int(np.isfinite(stoi[0]).sum())} of {len(noisy)} mixtures, PESQ for "
+          f"{int(np.isfinite(pesq[0]).sum())} (noisy) and {int(np.isfinite(pesq[1]).sum())} (enhanced)\n")
+    print("| noise | input SI-SDR (dB) | enhanced SI-SDR (dB) | improvement (dB) | input STOI | enhanced STOI "
+          "| input PESQ | enhanced PESQ |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, chosen in [*((kind, kinds == index) for index, kind in enumerate(data.noise_kinds)), ("all", kinds >= 0)]:
+        print(f"| {name} | {before[chosen].mean():.2f} | {after[chosen].mean():.2f} | "
+              f"{after[chosen].mean() - before[chosen].mean():.2f} | {np.nanmean(stoi[0][chosen]):.3f} | "
+              f"{np.nanmean(stoi[1][chosen]):.3f} | {np.nanmean(pesq[0][chosen]):.2f} | {np.nanmean(pesq[1][chosen]):.2f} |")
     return 0
 
 

@@ -27,6 +27,7 @@ from keras_attention.layers.attention.spatial_attention import SpatialAttention
 from keras_attention.layers.attention.spatiotemporal_attention import SpatioTemporalAttention
 from keras_attention.layers.attention.target_attention import TargetAttention
 
+from keras_attention.layers.transformer.axial_transformer_encoder import AxialTransformerEncoder
 from keras_attention.layers.transformer.feed_forward import FeedForward
 from keras_attention.layers.transformer.transformer_decoder import TransformerDecoder
 from keras_attention.layers.transformer.transformer_encoder import TransformerEncoder

@@ -3,8 +3,12 @@
 import keras
 from keras import ops
 
+from keras_attention.arguments import argument_error
+from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
 from keras_attention.arguments import check_positive_int
+from keras_attention.layers.embeddings.position_embedding import PositionEmbedding
+from keras_attention.layers.transformer.axial_transformer_encoder import AxialTransformerEncoder
 from keras_attention.layers.preprocessing.short_time_fourier import InverseShortTimeFourierTransform
 from keras_attention.layers.preprocessing.short_time_fourier import ShortTimeFourierTransform
 from keras_attention.models import common
@@ -29,6 +33,8 @@ def speech_enhancer(
     dropout=0.1,
     attention="multi_head",
     attention_kwargs=None,
+    frequency_attention=False,
+    frequency_dim=16,
     name=BUILDER,
 ):
     """A transformer that masks the noisy spectrogram; STFT and inverse inside.
@@ -45,6 +51,13 @@ def speech_enhancer(
     (`InverseShortTimeFourierTransform`). Train it with
     `compile_speech_enhancer` (negative SI-SDR).
 
+    With `frequency_attention=True`, each frame is first read bin by bin:
+    every frequency bin becomes a `frequency_dim` token (its feature,
+    embedded, plus a learned bin position), one
+    `AxialTransformerEncoder` block attends across the bins of each frame
+    (every bin sees every bin of its frame), and the frame embedding is
+    taken from all its bins' tokens; attention over time follows.
+
     Args:
         num_samples: int, samples per waveform.
         sample_rate: int, in Hz (sets the default framing).
@@ -54,7 +67,10 @@ def speech_enhancer(
             (default `frame_length // 4`).
         hidden_dim, num_layers, num_heads, intermediate_dim, dropout: the
             encoder's sizes (`intermediate_dim` defaults to `2 * hidden_dim`).
-        attention, attention_kwargs: the attention variant over frames.
+        attention, attention_kwargs: the attention variant over frames
+            (and over frequency bins).
+        frequency_attention: bool, the attention across frequency bins.
+        frequency_dim: even int, the width of the bin tokens.
         name: model name.
 
     Returns:
@@ -82,6 +98,10 @@ def speech_enhancer(
     frame_length = frame_length or max(2, 2 * int(0.016 * sample_rate))
     frame_step = frame_step or max(1, frame_length // 4)
     check_heads(BUILDER, hidden_dim, num_heads)
+    check_choice(BUILDER, "frequency_attention", frequency_attention, (True, False))
+    check_positive_int(BUILDER, "frequency_dim", frequency_dim)
+    if frequency_dim % 2:
+        raise argument_error(BUILDER, "frequency_dim", "must be even (two heads)", f"frequency_dim={frequency_dim}")
 
     waves = keras.Input((num_samples,), name="waveform")
     spectra = ShortTimeFourierTransform(frame_length, frame_step, name="stft")(waves)
@@ -90,6 +110,8 @@ def speech_enhancer(
     peak = ops.max(magnitude, axis=(1, 2), keepdims=True)
     decades = ops.log(magnitude / peak) / ops.log(10.0)
     features = ops.maximum(decades, -_FLOOR_DECADES) / _FLOOR_DECADES + 0.5  # in [-0.5, 0.5]
+    if frequency_attention:
+        features = _attend_across_bins(features, frequency_dim, attention, attention_kwargs, dropout)
     x = keras.layers.Dense(hidden_dim, name="frame_embedding")(features)
     x = common.encode_with_positions(
         x,
@@ -105,6 +127,28 @@ def speech_enhancer(
     masked = spectra * mask[..., None]
     enhanced = InverseShortTimeFourierTransform(frame_length, frame_step, num_samples, name="istft")(masked)
     return keras.Model(waves, enhanced, name=name)
+
+
+def _attend_across_bins(features, frequency_dim, attention, attention_kwargs, dropout):
+    """`(batch, frames, bins)` features -> `(batch, frames, bins *
+    frequency_dim)`: bin tokens after one attention block across bins."""
+    frames, bins = features.shape[1], features.shape[2]
+    attention, attention_kwargs = common.attention_arguments(BUILDER, attention, attention_kwargs, bins)
+    tokens = keras.layers.Dense(frequency_dim, name="bin_embedding")(ops.expand_dims(features, -1))
+    tokens = tokens + PositionEmbedding(bins, name="bin_position_embedding")(tokens)
+    tokens = AxialTransformerEncoder(
+        2,
+        intermediate_dim=2 * frequency_dim,
+        num_heads=2,
+        attention=attention,
+        attention_kwargs=attention_kwargs,
+        dropout=dropout,
+        activation="gelu",
+        norm_first=True,
+        name="frequency_attention",
+    )(tokens)
+    tokens = keras.layers.LayerNormalization(epsilon=1e-5, name="frequency_norm")(tokens)
+    return keras.layers.Reshape((frames, bins * frequency_dim), name="frame_bins")(tokens)
 
 
 def compile_speech_enhancer(model, learning_rate=1e-3, warmup_steps=0, decay_steps=None, **kwargs):

@@ -5,6 +5,8 @@ Both wrap the reference implementations of the `pystoi` and `pesq` packages
 example at a time, outside the graph, like `mean_average_precision`.
 """
 
+import warnings
+
 import numpy as np
 
 from keras_attention.arguments import argument_error
@@ -56,8 +58,9 @@ def short_time_objective_intelligibility(clean, enhanced, sample_rate, extended=
         extended: bool, the extended STOI (Jensen & Taal, 2016).
 
     Returns:
-        float64 array `(batch,)` of scores (0 where the clean waveform
-        is silent: no frame to score).
+        float64 array `(batch,)` of scores; NaN where STOI is undefined:
+        fewer than 30 frames (384 ms) of speech in the clean waveform once
+        its silent frames are dropped (use `np.nanmean`).
 
     Example:
 
@@ -76,10 +79,14 @@ def short_time_objective_intelligibility(clean, enhanced, sample_rate, extended=
     pystoi = _package(name, "pystoi", "speech")
     scores = []
     for c, e in zip(clean, enhanced):
-        if not np.any(c):
-            scores.append(0.0)
-            continue
-        scores.append(float(pystoi.stoi(c, e, sample_rate, extended=bool(extended))))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = float(pystoi.stoi(c, e, sample_rate, extended=bool(extended))) if np.any(c) else float("nan")
+        # pystoi warns and returns 1e-5 when fewer than 30 speech frames
+        # (384 ms) remain after it drops the silent ones.
+        if any("Not enough STFT frames" in str(w.message) for w in caught):
+            value = float("nan")
+        scores.append(value)
     return np.asarray(scores, dtype=np.float64)
 
 

@@ -19,7 +19,8 @@ class EnhancementTask(ScheduledTask):
     Options: `test_speakers` (comma-separated names held out whole),
     `noise_kinds` (comma-separated: `white`, `pink`, `babble`),
     `train_snr_low` / `train_snr_high` (dB), `test_snr_db`,
-    `mixtures_per_clip`, `num_samples`, the encoder sizes, `epochs`,
+    `mixtures_per_clip`, `num_samples`, `frequency_attention` (attention
+    across the frequency bins of each frame too), the encoder sizes, `epochs`,
     `steps`, `batch_size`, `learning_rate`, `warmup_steps`.
     """
 
@@ -40,6 +41,7 @@ class EnhancementTask(ScheduledTask):
         "num_heads": 4,
         "intermediate_dim": 256,
         "dropout": 0.1,
+        "frequency_attention": False,
         "epochs": 12,
         "steps": None,
         "batch_size": 16,
@@ -95,6 +97,7 @@ class EnhancementTask(ScheduledTask):
             info["num_samples"],
             sample_rate=info["sample_rate"],
             **self.encoder_options(options),
+            frequency_attention=options["frequency_attention"],
             attention=attention,
             attention_kwargs=attention_kwargs,
             name=f"enhance_{attention}",

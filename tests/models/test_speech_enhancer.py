@@ -19,9 +19,12 @@ def _tones_in_noise(batch=4, samples=1600, noise=0.5, seed=0):
 
 # One variant through the whole round trip (regional: the builder fills in
 # its window); every variant's own layer tests cover the rest.
-@pytest.mark.parametrize("attention", ["regional"])
-def test_builds_trains_saves_exports(attention, tmp_path):
-    model = speech_enhancer(1600, frame_length=64, frame_step=16, attention=attention, **SMALL)
+@pytest.mark.parametrize("attention, frequency_attention", [("regional", False), ("multi_head", True)])
+def test_builds_trains_saves_exports(attention, frequency_attention, tmp_path):
+    model = speech_enhancer(
+        1600, frame_length=64, frame_step=16, attention=attention, frequency_attention=frequency_attention,
+        frequency_dim=4, **SMALL,
+    )
     compile_speech_enhancer(model)
     noisy, clean = _tones_in_noise()
     (enhanced,) = check_builder_model(model, noisy, clean, tmp_path)
@@ -35,9 +38,10 @@ def _open_mask(model):
     layer.set_weights([np.zeros_like(kernel), np.full_like(bias, 30.0)])
 
 
-def test_an_open_mask_returns_the_input_exactly():
+@pytest.mark.parametrize("frequency_attention", [False, True])
+def test_an_open_mask_returns_the_input_exactly(frequency_attention):
     # STFT -> mask of ones -> inverse STFT is the identity on every sample.
-    model = speech_enhancer(1600, frame_length=64, frame_step=16, **SMALL)
+    model = speech_enhancer(1600, frame_length=64, frame_step=16, frequency_attention=frequency_attention, frequency_dim=4, **SMALL)
     _open_mask(model)
     noisy, _ = _tones_in_noise()
     np.testing.assert_allclose(model.predict(noisy, verbose=0), noisy, atol=1e-5)
@@ -74,6 +78,8 @@ def test_training_under_xla_removes_noise():
         (dict(num_samples=1600, hidden_dim=30, num_heads=4), r"speech_enhancer.*hidden_dim.*num_heads"),
         (dict(num_samples=1600, frame_length=64, frame_step=40), r"ShortTimeFourierTransform.*`frame_step`.*frame_step=40"),
         (dict(num_samples=1600, attention="nope"), r"speech_enhancer.*one of \["),
+        (dict(num_samples=1600, frequency_dim=3), r"speech_enhancer.*`frequency_dim` must be even.*frequency_dim=3"),
+        (dict(num_samples=1600, frequency_attention="yes"), r"speech_enhancer.*`frequency_attention`"),
     ],
 )
 def test_bad_arguments(arguments, message):

@@ -38,7 +38,12 @@ def test_stoi_is_one_for_clean_speech_and_falls_with_noise():
     noisy = _noisy(clean, 5)
     np.testing.assert_allclose(short_time_objective_intelligibility(clean, 3.0 * noisy, RATE), scores[1], atol=1e-6)
     np.testing.assert_allclose(short_time_objective_intelligibility(clean[1], noisy[1], RATE), scores[1][1:], atol=1e-12)
-    assert short_time_objective_intelligibility(np.zeros(8000), noisy[0], RATE).tolist() == [0.0]
+    # Undefined (NaN) for silence, and for speech shorter than 30 frames
+    # (384 ms) once the silent frames are dropped.
+    assert np.isnan(short_time_objective_intelligibility(np.zeros(8000), noisy[0], RATE)).all()
+    short = np.zeros(8000)
+    short[:2400] = _speech(seconds=0.3)
+    assert np.isnan(short_time_objective_intelligibility(short, short + 0.01, RATE)).all()
 
 
 def test_pesq_is_near_its_top_for_clean_speech_and_falls_with_noise():
