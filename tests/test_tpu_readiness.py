@@ -601,7 +601,13 @@ def _other_layers():
             {"decoder_sequence": sequence, "encoder_sequence": _normal(2, 2, 4, 8), "decoder_padding_mask": mask},
             {},
         ),
+        "AxialTransformerEncoder": (
+            lambda: ka_layers.AxialTransformerEncoder(2, 16, 2, dropout=0.1),
+            {"inputs": images},
+            {},
+        ),
         "ClassToken": (lambda: ka_layers.ClassToken(), {"inputs": sequence}, {}),
+        "LearnedQueries": (lambda: ka_layers.LearnedQueries(3), {"inputs": sequence}, {}),
         "PositionEmbedding": (lambda: ka_layers.PositionEmbedding(5), {"inputs": sequence}, {}),
         "RotaryEmbedding": (lambda: ka_layers.RotaryEmbedding(), {"inputs": _normal(3, 2, 5, 2, 8)}, {}),
         "SinusoidalPositionEncoding": (lambda: ka_layers.SinusoidalPositionEncoding(), {"inputs": sequence}, {}),
