@@ -101,3 +101,23 @@ def pytest_runtest_call(item):
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         with open(path, "a") as f:
             f.write(f"{worker} {item.nodeid} +{after - before:.0f} MiB (peak {after:.0f} MiB)\n")
+
+
+# A builder's round trip (tests/models: `test_builds_trains_saves_exports`)
+# builds, trains, saves and exports a model in a fresh process: 20-40 s per
+# attention variant. The default run keeps each builder's first variant and
+# marks the others slow (`-m slow` runs them); every variant keeps its own
+# layer tests (fit, save, export) in the default run.
+_FIRST_VARIANT_ONLY = "test_builds_trains_saves_exports"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    seen = set()
+    for item in items:
+        if getattr(item, "originalname", None) != _FIRST_VARIANT_ONLY or not hasattr(item, "callspec"):
+            continue
+        module = item.nodeid.split("::")[0]
+        if module in seen:
+            item.add_marker(pytest.mark.slow)
+        seen.add(module)

@@ -16,6 +16,7 @@ def _load(name):
     return module
 
 
+@pytest.mark.slow  # trains the example to its stated accuracy (about 50 s); the other examples stay in the default run
 def test_custom_model_learns_the_task():
     accuracy = _load("custom_model").main([])
     assert accuracy > 0.9  # chance is 0.125

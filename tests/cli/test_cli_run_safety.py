@@ -122,6 +122,7 @@ def test_a_damaged_checkpoint_is_reported_and_the_one_before_used(data_dir, tmp_
     assert history_epochs(output) == [0, 1, 2]
 
 
+@pytest.mark.slow  # about 30 s; killing while writing a checkpoint stays in the default run
 def test_kill_while_exporting_keeps_the_training(data_dir, tmp_path):
     output = tmp_path / "run"
     killed = fit(data_dir, output, fault="kill-writing=export", epochs=2)
@@ -135,6 +136,7 @@ def test_kill_while_exporting_keeps_the_training(data_dir, tmp_path):
     assert not os.path.exists(output / ".pending") and not os.path.exists(output / "backup")
 
 
+@pytest.mark.slow  # three command-line runs (about 55 s); refusing a finished run stays in the default run
 def test_resume_with_other_settings_is_refused_naming_them(data_dir, tmp_path):
     output = tmp_path / "run"
     killed = fit(data_dir, output, "--no-export", fault="kill-after-epoch=1")

@@ -116,6 +116,8 @@ def test_the_detect_task_trains_and_scores_on_a_voc_layout(tmp_path):
         data = task.load("voc/2007", str(tmp_path), options)
         assert data.validation is None and data.info["channels"] == 3 and data.info["num_classes"] == 20
         model = task.build(data, "linear", None, options)
+        assert model.jit_compile is True
+        model.jit_compile = False  # XLA training is tested with the builder; this test is about the data
         model.fit(data.train, epochs=1, steps_per_epoch=2, verbose=0)
         results = task.evaluate(model, data.test, data)
     assert set(results) == {"loss", "map_50", "map_50_95"} and 0 <= results["map_50"] <= 1

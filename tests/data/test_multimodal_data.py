@@ -63,6 +63,7 @@ def test_pipeline_shapes_and_ids(data_dir):
         assert label == int(colour == said)
 
 
+@pytest.mark.slow  # trains the builder on the pipeline (about 28 s); the pipeline's own tests stay in the default run
 def test_feeds_multimodal_classifier(data_dir):
     data = image_text_classification_data("image_text_toy", data_dir=data_dir, image_size=8, sequence_length=5, batch_size=4)
     model = multimodal_classifier(8, 5, len(data.vocabulary), 2, patch_size=4, hidden_dim=16, num_layers=1, num_heads=2)

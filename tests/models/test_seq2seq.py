@@ -261,6 +261,7 @@ def test_translate_errors(kwargs, match):
         translate(model, np.ones((1, SOURCE_LENGTH), "int32"), **arguments)
 
 
+@pytest.mark.slow  # trains the docstring's model to its stated accuracy (about 35 s)
 def test_docstring_example():
     model = seq2seq(100, 120, source_length=12, target_length=10, hidden_dim=32, num_layers=1, num_heads=2)
     compile_seq2seq(model)
