@@ -8,6 +8,7 @@ of test accuracy, training time and the trivial baseline.
     python benchmarks/real_data.py                      # every check, default variants
     python benchmarks/real_data.py --checks mnist --variants multi_head linear
     python benchmarks/real_data.py --checks loso        # 5 leave-one-speaker-out folds
+    python benchmarks/real_data.py --checks loso --variants multi_head --option num_mel_bins=32
 
 Checks:
     mnist        image_classifier on mnist (train / test)
@@ -56,8 +57,12 @@ def main(argv=None):
                         choices=sorted(list(CHECKS) + ["loso"]))
     parser.add_argument("--variants", nargs="+", default=["multi_head", "linear", "regional"])
     parser.add_argument("--quick", action="store_true", help="one epoch each (a smoke run)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a task option passed to every `fit` (repeatable), e.g. num_mel_bins=32")
     args = parser.parse_args(argv)
     extra = ["--epochs", "1"] if args.quick else []
+    for option in args.option:
+        extra += ["--option", option]
     print("| check | attention | test accuracy | majority class | train time (s) |")
     print("|---|---|---:|---:|---:|")
     for check in args.checks:

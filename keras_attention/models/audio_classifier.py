@@ -32,6 +32,8 @@ def audio_classifier(
     subsampling=1,
     normalization="peak",
     speed_perturbation=0.0,
+    num_freq_masks=1,
+    max_freq_mask=None,
     name=BUILDER,
 ):
     """A transformer over log-mel frames; the front end is inside the model.
@@ -74,6 +76,11 @@ def audio_classifier(
         speed_perturbation: float in `[0, 0.5]`; above 0, `SpeedPerturbation`
             plays each training waveform up to that much faster or slower
             (pitch, formants and tempo change together).
+        num_freq_masks: int >= 0, `SpecAugment`'s frequency masks per
+            example (with `augmentation`).
+        max_freq_mask: int >= 0, the widest frequency mask in mel bands
+            (with `augmentation`). Defaults to `num_mel_bins // 16`. Wider
+            and more masks hide more of each voice's formant detail.
         name: model name.
 
     Returns:
@@ -100,6 +107,13 @@ def audio_classifier(
     check_choice(BUILDER, "pooling", pooling, ("attention", "mean", "first"))
     check_choice(BUILDER, "subsampling", subsampling, (1, 2, 4))
     check_choice(BUILDER, "normalization", normalization, audio_frontend.NORMALIZATIONS)
+    for argument, value in (("num_freq_masks", num_freq_masks), ("max_freq_mask", max_freq_mask)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise argument_error(BUILDER, argument, "must be an int >= 0", f"{argument}={value!r}")
+    if max_freq_mask is not None and max_freq_mask > num_mel_bins:
+        raise argument_error(
+            BUILDER, "max_freq_mask", f"must be at most num_mel_bins={num_mel_bins}", f"max_freq_mask={max_freq_mask!r}"
+        )
 
     waves = keras.Input((num_samples,), name="waveform")
     x = waves
@@ -119,7 +133,8 @@ def audio_classifier(
         x = SpecAugment(
             max_time_shift=max(1, frames // 10),
             max_time_mask=max(1, frames // 20),
-            max_freq_mask=max(1, num_mel_bins // 16),
+            max_freq_mask=max(1, num_mel_bins // 16) if max_freq_mask is None else max_freq_mask,
+            num_freq_masks=num_freq_masks,
             name="spec_augment",
         )(x)
     x = audio_frontend.conv_subsampling(x, subsampling, hidden_dim // 2)

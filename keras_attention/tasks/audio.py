@@ -12,7 +12,8 @@ class AudioTask(ClassificationTask):
 
     Options: `target` (`"digit"` or `"speaker"`), `split` (`"standard"` or
     `"leave_one_speaker_out"`), `test_speaker`, `num_samples`,
-    `num_mel_bins`, `augmentation`, `subsampling`, `normalization`, `speed_perturbation`, the encoder sizes, `pooling`, `epochs`, `steps`,
+    `num_mel_bins`, `augmentation`, `subsampling`, `normalization`, `speed_perturbation`, `num_freq_masks`,
+    `max_freq_mask`, the encoder sizes, `pooling`, `epochs`, `steps`,
     `batch_size`, `learning_rate`, `warmup_steps`.
     """
 
@@ -35,6 +36,8 @@ class AudioTask(ClassificationTask):
         "subsampling": 2,
         "normalization": "peak",
         "speed_perturbation": 0.0,
+        "num_freq_masks": 1,
+        "max_freq_mask": None,
         "epochs": 80,
         "steps": None,
         "batch_size": 32,
@@ -104,6 +107,8 @@ class AudioTask(ClassificationTask):
             subsampling=options["subsampling"],
             normalization=options["normalization"],
             speed_perturbation=options["speed_perturbation"],
+            num_freq_masks=options["num_freq_masks"],
+            max_freq_mask=options["max_freq_mask"],
             name=f"audio_{attention}",
         )
         return self.compile(model, data, options)

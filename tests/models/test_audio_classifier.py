@@ -81,6 +81,12 @@ def test_peak_normalization_and_speed_perturbation_train_and_round_trip(tmp_path
     model = audio_classifier(800, 3, hidden_dim=16, num_layers=1, num_heads=2, num_mel_bins=16,
                              normalization="peak", speed_perturbation=0.1, augmentation=True)
     assert model.get_layer("speed_perturbation").max_change == 0.1
+    spec_augment = model.get_layer("spec_augment")
+    assert (spec_augment.num_freq_masks, spec_augment.max_freq_mask) == (1, 1)  # 16 bins // 16
+    wider = audio_classifier(800, 3, hidden_dim=16, num_layers=1, num_heads=2, num_mel_bins=16,
+                             augmentation=True, num_freq_masks=2, max_freq_mask=5)
+    spec_augment = wider.get_layer("spec_augment")
+    assert (spec_augment.num_freq_masks, spec_augment.max_freq_mask) == (2, 5)
     compile_classifier(model)
     waves, labels = _waves()
     (logits,) = check_builder_model(model, waves, labels, tmp_path)
@@ -103,6 +109,9 @@ def test_fix_length():
         ({"attention": "nope"}, r"audio_classifier.*one of \["),
         ({"normalization": "global"}, r"audio_classifier.*normalization.*'band', 'peak'"),
         ({"speed_perturbation": 0.9}, r"SpeedPerturbation: `max_change`"),
+        ({"num_freq_masks": -1}, r"audio_classifier.*num_freq_masks.*int >= 0.*num_freq_masks=-1"),
+        ({"max_freq_mask": 1.5}, r"audio_classifier.*max_freq_mask.*int >= 0.*max_freq_mask=1.5"),
+        ({"max_freq_mask": 65}, r"audio_classifier.*max_freq_mask.*at most num_mel_bins=64.*max_freq_mask=65"),
     ],
 )
 def test_bad_config(kwargs, match):
