@@ -92,6 +92,15 @@ def conv_normalization(kind, filters, name):
     return keras.layers.LayerNormalization(axis=-1, name=name)
 
 
+def conv_block(x, filters, strides, name, normalization="layer"):
+    """A 3x3 `Conv2D` (no bias, `"same"` padding) of `filters` channels at
+    `strides`, then `conv_normalization(normalization)` and GELU; the
+    layers are named `{name}_conv`, `{name}_norm` and `{name}_gelu`."""
+    x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = conv_normalization(normalization, filters, f"{name}_norm")(x)
+    return keras.layers.Activation("gelu", name=f"{name}_gelu")(x)
+
+
 def encoder_stack(
     x,
     *,

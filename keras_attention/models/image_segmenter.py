@@ -13,14 +13,6 @@ BUILDER = "image_segmenter"
 UPSAMPLINGS = ("bilinear", "transpose")
 
 
-def _conv_block(x, filters, strides, name, normalization):
-    x = keras.layers.Conv2D(
-        filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
-    )(x)
-    x = common.conv_normalization(normalization, filters, f"{name}_norm")(x)
-    return keras.layers.Activation("gelu", name=f"{name}_gelu")(x)
-
-
 def _attention_gate(skip, gate, filters, name):
     """Additive attention gate (Oktay et al., 2018): the decoder features
     `gate` weigh each position of the encoder features `skip` by
@@ -155,7 +147,7 @@ def image_segmenter(
     x = keras.layers.Rescaling(1.0 / 255, name="rescaling")(images)
     skips = []  # skips[k] has stride 2**k
     for k in range(levels):
-        x = _conv_block(x, decoder_dim, 1 if k == 0 else 2, f"stem_{k}", normalization)
+        x = common.conv_block(x, decoder_dim, 1 if k == 0 else 2, f"stem_{k}", normalization)
         skips.append(x)
     x = keras.layers.Conv2D(hidden_dim, 2, strides=2, name="patch_embedding")(x)
     x = keras.layers.Reshape((tokens, hidden_dim), name="patches")(x)
@@ -181,7 +173,7 @@ def image_segmenter(
         if attention_gates:
             skip = _attention_gate(skip, x, max(1, decoder_dim // 2), f"{prefix}_attention_gate")
         x = keras.layers.Concatenate(name=f"{prefix}_concat")([x, skip])
-        x = _conv_block(x, decoder_dim, 1, prefix, normalization)
+        x = common.conv_block(x, decoder_dim, 1, prefix, normalization)
     logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
     return keras.Model(images, logits, name=name)
 

@@ -20,12 +20,6 @@ from keras_attention.models.set_prediction_loss import SetPredictionLoss
 BUILDER = "object_detector"
 
 
-def _conv(x, filters, strides, name):
-    x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = common.conv_normalization("layer", filters, f"{name}_norm")(x)
-    return keras.layers.Activation("gelu", name=f"{name}_gelu")(x)
-
-
 def object_detector(
     image_size,
     num_classes,
@@ -117,8 +111,8 @@ def object_detector(
     x = images
     for k in range(levels):
         filters = max(16, hidden_dim // 2 ** (levels - 1 - k))
-        x = _conv(x, filters, 2, f"stem_{k}_down")
-        x = _conv(x, filters, 1, f"stem_{k}")
+        x = common.conv_block(x, filters, 2, f"stem_{k}_down")
+        x = common.conv_block(x, filters, 1, f"stem_{k}")
     x = keras.layers.Dense(hidden_dim, name="cell_projection")(x)
     x = keras.layers.Reshape((grid[0] * grid[1], hidden_dim), name="cells")(x)
     memory = common.encode_with_positions(
