@@ -59,6 +59,20 @@ def test_top_level_all_names_every_module_with_a_page():
     assert set(MODULES) <= set(_all("")), _all("")
 
 
+def test_plot_script_draws_every_image_of_the_site(tmp_path):
+    # benchmarks/plot_docs.py redraws docs/images/ from the measured tables.
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "plot_docs.py"), "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    drawn = sorted(os.listdir(tmp_path))
+    committed = sorted(os.listdir(os.path.join(ROOT, "docs", "images")))
+    assert drawn == committed and len(drawn) == 4, (drawn, committed)
+
+
 def test_mkdocs_build_strict(tmp_path):
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     result = subprocess.run(
