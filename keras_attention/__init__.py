@@ -36,6 +36,7 @@ from keras_attention import models  # noqa: E402
 from keras_attention import ops  # noqa: E402
 
 __version__ = "0.1.0"
+"""The package version (the `keras-attention-kit` distribution's)."""
 
 __all__ = ["data", "distribute", "layers", "models", "ops", "tuning", "xla_check", "__version__"]
 

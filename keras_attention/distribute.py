@@ -44,6 +44,8 @@ import tensorflow as tf
 from keras_attention.arguments import argument_error
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+"""The strategy names `get_strategy` accepts (`keras-attention fit --strategy`)."""
+
 _TPU_STRATEGIES = tuple(
     cls
     for cls in (
@@ -59,6 +61,18 @@ def _fail(source, argument, expected, received, error=ValueError):
     the problem is the machine, not the value: then a `RuntimeError`)."""
     raise error(str(argument_error(source, argument, expected, received)))
 
+
+__all__ = [
+    "STRATEGIES",
+    "CrossReplicaAdamW",
+    "MultiWorkerMirroredStrategy",
+    "get_strategy",
+    "is_chief",
+    "resolve_jit_compile",
+    "shard_by_example",
+    "split_cpu",
+    "xla_supported",
+]
 
 # What TensorFlow's collective reduction (`CollectiveReduceV2`) accepts.
 _COLLECTIVE_DTYPES = (tf.bfloat16, tf.float16, tf.float32, tf.float64, tf.int32, tf.int64)

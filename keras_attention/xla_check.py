@@ -60,10 +60,12 @@ ALLOWED_CUSTOM_CALLS = frozenset(
         "SPMDShardToFullShape",
     }
 )
+"""Custom-call targets that `tpu_incompatibilities` accepts by default."""
 
 # HLO element types with no TPU support (c128) or only slow software
 # emulation (f64, which older TPU stacks reject). c64 is supported (FFT).
 UNSUPPORTED_ELEMENT_TYPES = ("f64", "c128")
+"""HLO element types reported as TPU-incompatible."""
 
 # TensorFlow ops that run Python, print or talk to the host: no TPU kernel.
 HOST_OPS = frozenset(
@@ -76,8 +78,23 @@ HOST_OPS = frozenset(
         "PrintV2",
     }
 )
+"""TensorFlow op types that `graph_incompatibilities` reports (no TPU kernel)."""
+
 # Op-name prefixes of host-only resources (lookup tables live on the host).
 HOST_OP_PREFIXES = ("HashTable", "MutableHashTable", "LookupTable")
+"""Op-type prefixes of host-only resources that `graph_incompatibilities` reports."""
+
+__all__ = [
+    "ALLOWED_CUSTOM_CALLS",
+    "HOST_OPS",
+    "HOST_OP_PREFIXES",
+    "UNSUPPORTED_ELEMENT_TYPES",
+    "check_tpu_ready",
+    "graph_incompatibilities",
+    "lower_to_hlo",
+    "tpu_incompatibilities",
+    "train_step_hlo",
+]
 
 _TYPE = r"(?:pred|token|bf16|c64|c128|[suf]\d+|f8e\w+|f4e\w+)"
 _SHAPE = re.compile(r"\b(" + _TYPE + r")\[([^\]]*)\]")

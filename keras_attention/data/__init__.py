@@ -32,3 +32,34 @@ from keras_attention.data.mnist_detection import MnistDetection
 from keras_attention.data.mnist_detection import MnistDetectionConfig
 from keras_attention.data.mnist_detection import mnist_detection_data
 from keras_attention.data.detection import detection_data
+
+__all__ = [
+    "Listops",
+    "ListopsConfig",
+    "decode_listops",
+    "encode_listops",
+    "evaluate_listops",
+    "generate_listops",
+    "listops_config",
+    "listops_vocabulary",
+    "load_listops",
+    "text_classification_data",
+    "image_classification_data",
+    "spoken_digit_data",
+    "speech_enhancement_data",
+    "squad_data",
+    "translation_data",
+    "generate_behaviour",
+    "movielens_interactions",
+    "sequential_recommendation_data",
+    "segmentation_data",
+    "CharacterVocabulary",
+    "speech_recognition_data",
+    "video_classification_data",
+    "image_text_classification_data",
+    "DetectionData",
+    "MnistDetection",
+    "MnistDetectionConfig",
+    "mnist_detection_data",
+    "detection_data",
+]

@@ -88,11 +88,12 @@ def audio_classifier(
 
     Example:
 
-    ```python
-    model = audio_classifier(8000, 10, hidden_dim=32, num_layers=1,
-                             num_heads=2, attention="regional")
-    compile_classifier(model)
-    ```
+    >>> from keras_attention.models import compile_classifier
+    >>> model = audio_classifier(8000, 10, hidden_dim=32, num_layers=1,
+    ...                          num_heads=2, attention="regional")
+    >>> model = compile_classifier(model)
+    >>> model.output_shape
+    (None, 10)
 
     Reference:
         - [Gong et al., 2021, "AST: Audio Spectrogram Transformer"](

@@ -77,11 +77,12 @@ def image_classifier(
 
     Example:
 
-    ```python
-    model = image_classifier((28, 28, 1), 10, patch_size=4, hidden_dim=32,
-                             num_layers=1, num_heads=2, attention="linear")
-    compile_classifier(model)
-    ```
+    >>> from keras_attention.models import compile_classifier
+    >>> model = image_classifier((28, 28, 1), 10, patch_size=4, hidden_dim=32,
+    ...                          num_layers=1, num_heads=2, attention="linear")
+    >>> model = compile_classifier(model)
+    >>> model.output_shape
+    (None, 10)
 
     Reference:
         - [Dosovitskiy et al., 2021, "An Image is Worth 16x16 Words"](

@@ -92,11 +92,11 @@ def image_segmenter(
 
     Example:
 
-    ```python
-    model = image_segmenter(64, 3, patch_size=4, hidden_dim=32,
-                            num_layers=1, num_heads=2, attention="linear")
-    compile_segmenter(model)
-    ```
+    >>> model = image_segmenter(64, 3, patch_size=4, hidden_dim=32,
+    ...                         num_layers=1, num_heads=2, attention="linear")
+    >>> model = compile_segmenter(model)
+    >>> model.output_shape
+    (None, 64, 64, 3)
 
     Reference:
         - [Chen et al., 2021, "TransUNet: Transformers Make Strong Encoders

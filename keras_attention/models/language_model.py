@@ -69,16 +69,16 @@ def language_model(
 
     Example:
 
-    ```python
-    model = language_model(
-        vocabulary_size=100, sequence_length=16, hidden_dim=32,
-        num_layers=1, num_heads=2,
-    )
-    compile_language_model(model)
-    tokens = np.random.randint(1, 100, (8, 17))
-    model.fit(tokens[:, :-1], tokens[:, 1:], epochs=1, verbose=0)
-    ids = generate(model, tokens[:2, :4], max_new_tokens=6)  # (2, 10)
-    ```
+    >>> model = language_model(
+    ...     vocabulary_size=100, sequence_length=16, hidden_dim=32,
+    ...     num_layers=1, num_heads=2,
+    ... )
+    >>> model = compile_language_model(model)
+    >>> tokens = np.random.randint(1, 100, (8, 17))
+    >>> # model.fit(tokens[:, :-1], tokens[:, 1:], epochs=1)
+    >>> ids = generate(model, tokens[:2, :4], max_new_tokens=6)
+    >>> tuple(ids.shape)
+    (2, 10)
 
     Reference:
         - [Radford et al., 2019, "Language Models are Unsupervised Multitask

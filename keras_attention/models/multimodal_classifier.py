@@ -97,13 +97,14 @@ def multimodal_classifier(
 
     Example:
 
-    ```python
-    model = multimodal_classifier(32, 16, 1000, 5, patch_size=4,
-                                  hidden_dim=32, num_layers=1, num_heads=2,
-                                  fusion="co", attention="linear")
-    compile_classifier(model)
-    model.fit({"image": images, "tokens": tokens}, labels)
-    ```
+    >>> from keras_attention.models import compile_classifier
+    >>> model = multimodal_classifier(32, 16, 1000, 5, patch_size=4,
+    ...                               hidden_dim=32, num_layers=1, num_heads=2,
+    ...                               fusion="co", attention="linear")
+    >>> model = compile_classifier(model)
+    >>> model.output_shape
+    (None, 5)
+    >>> # model.fit({"image": images, "tokens": tokens}, labels)
 
     Reference:
         - [Lu et al., 2019, "ViLBERT"](https://arxiv.org/abs/1908.02265)

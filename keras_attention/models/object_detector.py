@@ -76,12 +76,12 @@ def object_detector(
 
     Example:
 
-    ```python
-    model = object_detector(64, num_classes=10, num_queries=8, hidden_dim=64)
-    compile_object_detector(model)
-    model.fit(images, pack_detection_targets(boxes, labels), epochs=10)
-    found = detect(model, images)  # a dict of boxes, scores, labels per image
-    ```
+    >>> model = object_detector(64, num_classes=10, num_queries=8, hidden_dim=64)
+    >>> model = compile_object_detector(model)
+    >>> model.output_shape
+    (None, 8, 15)
+    >>> # model.fit(images, pack_detection_targets(boxes, labels), epochs=10)
+    >>> # found = detect(model, images)  # boxes, scores, labels per image
 
     Reference:
         - [Carion et al., 2020, "End-to-End Object Detection with

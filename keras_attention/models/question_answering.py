@@ -87,18 +87,17 @@ def question_answering(
 
     Example:
 
-    ```python
-    model = question_answering(
-        vocabulary_size=1000, sequence_length=32,
-        hidden_dim=32, num_layers=1, num_heads=2, attention="linear",
-    )
-    compile_question_answering(model)
-    tokens = np.array([[2, 7, 8, 3, 20, 21, 22, 23] + [0] * 24], "int32")
-    segments = np.array([[0, 0, 0, 0, 1, 1, 1, 1] + [0] * 24], "int32")
-    start_logits, end_logits = model.predict([tokens, segments], verbose=0)
-    start, end, score = best_span(start_logits, end_logits, max_answer_length=3)
-    # 4 <= start <= end <= 7: the span lies in the context
-    ```
+    >>> model = question_answering(
+    ...     vocabulary_size=1000, sequence_length=32,
+    ...     hidden_dim=32, num_layers=1, num_heads=2, attention="linear",
+    ... )
+    >>> model = compile_question_answering(model)
+    >>> tokens = np.array([[2, 7, 8, 3, 20, 21, 22, 23] + [0] * 24], "int32")
+    >>> segments = np.array([[0, 0, 0, 0, 1, 1, 1, 1] + [0] * 24], "int32")
+    >>> start_logits, end_logits = model([tokens, segments])
+    >>> start, end, score = best_span(start_logits, end_logits, max_answer_length=3)
+    >>> bool(4 <= start[0] <= end[0] <= 7)  # the span lies in the context
+    True
 
     Reference:
         - [Devlin et al., 2019, "BERT", section 4.2 (SQuAD v1.1)](

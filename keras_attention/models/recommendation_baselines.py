@@ -42,6 +42,12 @@ def matrix_factorization(num_users, num_items, dim=32, l2=1e-5, name=BUILDER):
     Returns:
         An uncompiled `keras.Model` from int32 `user` `(batch,)` to logits
         `(batch, num_items + 1)`.
+
+    Example:
+
+    >>> model = matrix_factorization(num_users=10, num_items=20, dim=8)
+    >>> model.output_shape
+    (None, 21)
     """
     for argument, value in (("num_users", num_users), ("num_items", num_items), ("dim", dim)):
         check_positive_int(BUILDER, argument, value)

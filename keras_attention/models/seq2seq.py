@@ -90,16 +90,16 @@ def seq2seq(
 
     Example:
 
-    ```python
-    model = seq2seq(100, 120, source_length=12, target_length=10,
-                    hidden_dim=32, num_layers=1, num_heads=2)
-    compile_seq2seq(model)
-    source = np.random.randint(1, 100, (8, 12))
-    target = np.random.randint(3, 120, (8, 11))
-    target[:, 0] = 1  # the start token
-    model.fit([source, target[:, :-1]], target[:, 1:], epochs=1, verbose=0)
-    ids = translate(model, source[:2], start_token_id=1, end_token_id=2)
-    ```
+    >>> model = seq2seq(100, 120, source_length=12, target_length=10,
+    ...                 hidden_dim=32, num_layers=1, num_heads=2)
+    >>> model = compile_seq2seq(model)
+    >>> source = np.random.randint(1, 100, (8, 12))
+    >>> target = np.random.randint(3, 120, (8, 11))
+    >>> target[:, 0] = 1  # the start token
+    >>> # model.fit([source, target[:, :-1]], target[:, 1:], epochs=1)
+    >>> ids = translate(model, source[:2], start_token_id=1, end_token_id=2)
+    >>> tuple(ids.shape)
+    (2, 10)
 
     Reference:
         - [Vaswani et al., 2017, "Attention Is All You Need"](

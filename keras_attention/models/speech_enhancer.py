@@ -78,12 +78,12 @@ def speech_enhancer(
 
     Example:
 
-    ```python
-    model = speech_enhancer(8000, hidden_dim=32, num_layers=1, num_heads=2)
-    compile_speech_enhancer(model)
-    model.fit(noisy_and_clean_batches, epochs=10)
-    enhanced = model.predict(noisy)
-    ```
+    >>> model = speech_enhancer(8000, hidden_dim=32, num_layers=1, num_heads=2)
+    >>> model = compile_speech_enhancer(model)
+    >>> model.output_shape
+    (None, 8000)
+    >>> # model.fit(noisy_and_clean_batches, epochs=10)
+    >>> # enhanced = model.predict(noisy)
 
     Reference:
         - [Williamson & Wang, 2017, "Time-frequency masking in the complex

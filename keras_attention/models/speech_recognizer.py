@@ -106,14 +106,15 @@ def speech_recognizer(
 
     Example:
 
-    ```python
-    vocabulary = CharacterVocabulary()
-    model = speech_recognizer(16000, vocabulary.size, hidden_dim=64,
-                              num_layers=2, num_heads=4, attention="linear")
-    compile_speech_recognizer(model)
-    model.fit(waves, labels)  # labels: int (batch, L), 0-padded char ids
-    texts = transcribe(model, waves, vocabulary)
-    ```
+    >>> from keras_attention.data import CharacterVocabulary
+    >>> vocabulary = CharacterVocabulary()
+    >>> model = speech_recognizer(16000, vocabulary.size, hidden_dim=32,
+    ...                           num_layers=1, num_heads=2, attention="linear")
+    >>> model = compile_speech_recognizer(model)
+    >>> model.output_shape
+    (None, 26, 29)
+    >>> # model.fit(waves, labels)  # labels: int (batch, L), 0-padded char ids
+    >>> # texts = transcribe(model, waves, vocabulary)
 
     Reference:
         - [Graves et al., 2006, "Connectionist Temporal Classification"](

@@ -70,14 +70,13 @@ def text_classifier(
 
     Example:
 
-    ```python
-    model = text_classifier(
-        vocabulary_size=1000, num_classes=2, sequence_length=32,
-        hidden_dim=32, num_layers=1, num_heads=2, attention="linear",
-    )
-    compile_classifier(model)
-    logits = model.predict(np.ones((4, 32), "int32"), verbose=0)  # (4, 2)
-    ```
+    >>> model = text_classifier(
+    ...     vocabulary_size=1000, num_classes=2, sequence_length=32,
+    ...     hidden_dim=32, num_layers=1, num_heads=2, attention="linear",
+    ... )
+    >>> model = compile_classifier(model)
+    >>> tuple(model(np.ones((4, 32), "int32")).shape)
+    (4, 2)
     """
     check_positive_int(BUILDER, "vocabulary_size", vocabulary_size)
     check_positive_int(BUILDER, "sequence_length", sequence_length)
@@ -165,20 +164,19 @@ def with_preprocessing(model, preprocessor, input_shape=(), input_dtype="string"
 
     Example:
 
-    ```python
-    vectorizer = keras.layers.TextVectorization(
-        max_tokens=1000, output_sequence_length=32
-    )
-    vectorizer.adapt(["a good film", "a bad film", "not good at all"])
-    model = text_classifier(
-        vectorizer.vocabulary_size(), num_classes=2, sequence_length=32,
-        hidden_dim=32, num_layers=1, num_heads=2,
-    )
-    raw = with_preprocessing(model, vectorizer)
-    logits = raw.predict(["a good film", "bad"], verbose=0)  # (2, 2)
-    raw.save("classifier.keras")  # reload: import keras_attention first
-    raw.export("served")  # tf.saved_model.load("served").serve(tf.constant([...]))
-    ```
+    >>> vectorizer = keras.layers.TextVectorization(
+    ...     max_tokens=1000, output_sequence_length=32
+    ... )
+    >>> vectorizer.adapt(["a good film", "a bad film", "not good at all"])
+    >>> model = text_classifier(
+    ...     vectorizer.vocabulary_size(), num_classes=2, sequence_length=32,
+    ...     hidden_dim=32, num_layers=1, num_heads=2,
+    ... )
+    >>> raw = with_preprocessing(model, vectorizer)
+    >>> tuple(raw(["a good film", "bad"]).shape)
+    (2, 2)
+    >>> # raw.save("classifier.keras")  # reload: import keras_attention first
+    >>> # raw.export("served")  # tf.saved_model.load("served").serve(tf.constant([...]))
     """
     raw = keras.Input(input_shape, dtype=input_dtype, name="raw")
     outputs = model(preprocessor(raw))

@@ -150,12 +150,12 @@ def video_classifier(
 
     Example:
 
-    ```python
-    model = video_classifier(8, 32, 10, tubelet_size=(2, 8, 8),
-                             hidden_dim=32, num_layers=1, num_heads=2,
-                             attention="linear")
-    compile_video_classifier(model)
-    ```
+    >>> model = video_classifier(8, 32, 10, tubelet_size=(2, 8, 8),
+    ...                          hidden_dim=32, num_layers=1, num_heads=2,
+    ...                          attention="linear")
+    >>> model = compile_video_classifier(model)
+    >>> model.output_shape
+    (None, 10)
 
     Reference:
         - [Arnab et al., 2021, "ViViT: A Video Vision Transformer"](

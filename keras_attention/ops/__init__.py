@@ -20,3 +20,26 @@ from keras_attention.ops.sequence_parallel import sequence_parallel_attention
 from keras_attention.ops.linear import apply_feature_map
 from keras_attention.ops.linear import linear_attention
 from keras_attention.ops.linear import orthogonal_random_features
+
+__all__ = [
+    "dot_product_attention",
+    "causal_mask",
+    "padding_mask",
+    "prefix_lm_mask",
+    "segment_mask",
+    "sliding_window_mask",
+    "alibi_bias",
+    "alibi_slopes",
+    "apply_rotary_embedding",
+    "sinusoidal_positions",
+    "region_mask",
+    "regional_attention",
+    "block_sparse_attention",
+    "top_k_attention",
+    "merge_partials",
+    "partial_attention",
+    "sequence_parallel_attention",
+    "apply_feature_map",
+    "linear_attention",
+    "orthogonal_random_features",
+]

@@ -31,6 +31,20 @@ class TaskHyperModel(keras_tuner.HyperModel):
 
     Example:
 
+    >>> import keras_tuner
+    >>> from keras_attention import tasks
+    >>> data = tasks.TaskData(   # what `task.load(...)` returns, sizes only
+    ...     train=None, validation=None, test=None,
+    ...     info={"num_classes": 10, "vocabulary_size": 20,
+    ...           "sequence_length": 32, "train_batches": 10})
+    >>> hm = TaskHyperModel(tasks.get_task("listops"), data,
+    ...                     {"attention": ["multi_head", "linear"],
+    ...                      "hidden_dim": 32, "num_layers": 1})
+    >>> hm.build(keras_tuner.HyperParameters()).output_shape
+    (None, 10)
+
+    With the task's data (generated on the spot for ListOps):
+
     ```python
     import keras_tuner
     from keras_attention import tasks, tuning
@@ -157,10 +171,16 @@ def hypermodel(task, data, tunable=True, options=None, **arguments):
 
     Example:
 
-    ```python
-    hm = hypermodel("listops", data, attention="regional", window_size=[16, 32],
-                    learning_rate=1e-3)
-    ```
+    >>> import keras_tuner
+    >>> from keras_attention.tasks import TaskData
+    >>> data = TaskData(train=None, validation=None, test=None,
+    ...                 info={"num_classes": 10, "vocabulary_size": 20,
+    ...                       "sequence_length": 32, "train_batches": 10})
+    >>> hm = hypermodel("listops", data, attention="regional",
+    ...                 window_size=[16, 32], hidden_dim=32, num_layers=1)
+    >>> model = hm.build(keras_tuner.HyperParameters())
+    >>> model.output_shape
+    (None, 10)
     """
     if isinstance(task, str):
         from keras_attention.tasks import get_task

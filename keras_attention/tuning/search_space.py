@@ -33,6 +33,7 @@ _NAME = "hypermodel"
 # The variants searched by default: the `(query, value)` variants that suit
 # any sequence model.
 DEFAULT_VARIANTS = ("multi_head", "regional", "linear", "low_rank", "sparse")
+"""The attention variants a search tries unless `attention=` says otherwise."""
 
 # Default candidates of the shared arguments.
 CANDIDATES = {

@@ -26,6 +26,7 @@ import warnings
 from keras_attention.arguments import argument_error
 
 TUNERS = ("hyperband", "random", "bayesian")
+"""The keras-tuner search algorithms `tune` and `make_tuner` accept by name."""
 
 
 @dataclasses.dataclass

@@ -112,6 +112,22 @@ class BaseAttention(KeyValueCache, keras.layers.Layer):
         `Tv = 0` every query has nothing to attend to: zero attention (and
         zero weights), so its output is the output projection's bias, as
         when all its keys are masked.
+
+    Example:
+
+    >>> from keras_attention import ops as attention_ops
+    >>> class SharpAttention(BaseAttention):
+    ...     # Exact attention with doubled scores (a lower temperature).
+    ...     def attend(self, query, key, value, mask=None, use_causal_mask=False,
+    ...                return_attention_scores=False, training=None):
+    ...         out = attention_ops.dot_product_attention(
+    ...             query, key, value, mask=mask, is_causal=use_causal_mask,
+    ...             scale=2.0 / self.key_dim ** 0.5)
+    ...         return out, None
+    >>> layer = SharpAttention(num_heads=2, key_dim=8, num_key_value_heads=1)
+    >>> x = keras.random.normal((2, 6, 16))
+    >>> tuple(layer(x, x, use_causal_mask=True).shape)
+    (2, 6, 16)
     """
 
     # Whether `attend()` can produce attention weights.

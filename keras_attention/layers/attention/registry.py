@@ -73,6 +73,20 @@ def register_attention(name, public=True, swappable=True):
         swappable: bool, whether the layer takes the `(query, value)` call
             of `keras.layers.MultiHeadAttention`, so `available()` lists it
             and blocks/builders can use it.
+
+    Example:
+
+    >>> from keras_attention.layers import BaseAttention
+    >>> @register_attention("mean_value")
+    ... class MeanValueAttention(BaseAttention):
+    ...     # A sketch: every query gets the mean of the values (no masks).
+    ...     def attend(self, query, key, value, mask=None, **kwargs):
+    ...         mean = keras.ops.mean(value, axis=1, keepdims=True)
+    ...         return keras.ops.repeat(mean, query.shape[1], axis=1), None
+    >>> layer = get("mean_value", num_heads=2, key_dim=4)
+    >>> x = keras.random.normal((2, 5, 8))
+    >>> tuple(layer(x, x).shape)
+    (2, 5, 8)
     """
 
     def decorate(cls):
@@ -104,6 +118,13 @@ def available(structural=False):
     Args:
         structural: bool; also list the layers with another call signature
             (`"pooling"`, `"target"`, `"multimodal"`, `"spatiotemporal"`).
+
+    Example:
+
+    >>> available()[:3]
+    ['additive', 'distributed', 'dynamic']
+    >>> "pooling" in available(), "pooling" in available(structural=True)
+    (False, True)
     """
     if structural:
         return sorted({**_VARIANTS, **_STRUCTURAL})

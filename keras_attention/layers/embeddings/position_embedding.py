@@ -41,11 +41,11 @@ class PositionEmbedding(keras.layers.Layer):
 
     Example:
 
-    ```python
-    tokens = keras.Input(shape=(128,), dtype="int32")
-    x = keras.layers.Embedding(1000, 64)(tokens)
-    x = x + PositionEmbedding(sequence_length=128)(x)
-    ```
+    >>> tokens = keras.Input(shape=(128,), dtype="int32")
+    >>> x = keras.layers.Embedding(1000, 64)(tokens)
+    >>> x = x + PositionEmbedding(sequence_length=128)(x)
+    >>> x.shape
+    (None, 128, 64)
 
     Reference:
         - [Devlin et al., 2019, "BERT: Pre-training of Deep Bidirectional

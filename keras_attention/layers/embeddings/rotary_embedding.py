@@ -38,12 +38,12 @@ class RotaryEmbedding(keras.layers.Layer):
 
     Example:
 
-    ```python
-    rope = RotaryEmbedding()
-    query = keras.random.normal((2, 10, 8, 64))  # (batch, seq, heads, dim)
-    key = keras.random.normal((2, 10, 8, 64))
-    query, key = rope(query), rope(key)
-    ```
+    >>> rope = RotaryEmbedding()
+    >>> query = keras.random.normal((2, 10, 8, 64))  # (batch, seq, heads, dim)
+    >>> key = keras.random.normal((2, 10, 8, 64))
+    >>> query, key = rope(query), rope(key)
+    >>> tuple(query.shape)
+    (2, 10, 8, 64)
 
     Reference:
         - [Su et al., 2021, "RoFormer: Enhanced Transformer with Rotary

@@ -42,11 +42,11 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
 
     Example:
 
-    ```python
-    tokens = keras.Input(shape=(None,), dtype="int32")
-    x = keras.layers.Embedding(1000, 64)(tokens)
-    x = x + SinusoidalPositionEncoding()(x)
-    ```
+    >>> tokens = keras.Input(shape=(None,), dtype="int32")
+    >>> x = keras.layers.Embedding(1000, 64)(tokens)
+    >>> x = x + SinusoidalPositionEncoding()(x)
+    >>> x.shape
+    (None, None, 64)
 
     Reference:
         - [Vaswani et al., 2017, "Attention Is All You Need", section 3.5](

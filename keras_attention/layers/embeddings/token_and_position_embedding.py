@@ -56,16 +56,16 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
 
     Example:
 
-    ```python
-    tokens = keras.Input(shape=(128,), dtype="int32")
-    x = TokenAndPositionEmbedding(
-        vocabulary_size=30000,
-        sequence_length=128,
-        embedding_dim=256,
-        mask_zero=True,
-    )(tokens)
-    x = keras.layers.GlobalAveragePooling1D()(x)  # ignores padding
-    ```
+    >>> tokens = keras.Input(shape=(128,), dtype="int32")
+    >>> x = TokenAndPositionEmbedding(
+    ...     vocabulary_size=30000,
+    ...     sequence_length=128,
+    ...     embedding_dim=256,
+    ...     mask_zero=True,
+    ... )(tokens)
+    >>> x = keras.layers.GlobalAveragePooling1D()(x)  # ignores padding
+    >>> x.shape
+    (None, 256)
 
     Reference:
         - [Vaswani et al., 2017, "Attention Is All You Need", section 3.4-3.5](

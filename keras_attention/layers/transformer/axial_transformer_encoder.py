@@ -20,10 +20,13 @@ class AxialTransformerEncoder(keras.layers.Layer):
 
     Args:
         axis: `1` or `2`, the grid axis attention runs along.
-        intermediate_dim, num_heads, attention, attention_kwargs, dropout,
-            activation, norm_first, ...: the `TransformerEncoder`'s
-            arguments (`attention` as a registered name or config dict).
-        **kwargs: also the base `keras.layers.Layer` arguments (`name`,
+        intermediate_dim: int, the width of the feed-forward network
+            (as in `TransformerEncoder`).
+        num_heads: int, the number of attention heads.
+        **kwargs: the other arguments of `TransformerEncoder`
+            (`attention` as a registered name or config dict,
+            `attention_kwargs`, `dropout`, `activation`, `norm_first`,
+            ...) and the base `keras.layers.Layer` arguments (`name`,
             `dtype`).
 
     Call arguments:

@@ -131,24 +131,26 @@ class TransformerDecoder(TransformerBlock):
 
     Example:
 
-    ```python
-    source = keras.Input(shape=(None,), dtype="int32")
-    target = keras.Input(shape=(None,), dtype="int32")
-    encoded = keras.layers.Embedding(1000, 64, mask_zero=True)(source)
-    encoded = TransformerEncoder(intermediate_dim=256, num_heads=4)(encoded)
-    x = keras.layers.Embedding(1000, 64, mask_zero=True)(target)
-    x = TransformerDecoder(intermediate_dim=256, num_heads=4)(x, encoded)
-    logits = keras.layers.Dense(1000)(x)
-    model = keras.Model([source, target], logits)
-
-    # Decoder-only (GPT-style), grouped-query self-attention:
-    gpt_block = TransformerDecoder(
-        intermediate_dim=256,
-        num_heads=8,
-        attention_kwargs={"num_key_value_heads": 2},
-        norm_first=True,
-    )
-    ```
+    >>> from keras_attention.layers import TransformerEncoder
+    >>> source = keras.Input(shape=(None,), dtype="int32")
+    >>> target = keras.Input(shape=(None,), dtype="int32")
+    >>> encoded = keras.layers.Embedding(1000, 64, mask_zero=True)(source)
+    >>> encoded = TransformerEncoder(intermediate_dim=256, num_heads=4)(encoded)
+    >>> x = keras.layers.Embedding(1000, 64, mask_zero=True)(target)
+    >>> x = TransformerDecoder(intermediate_dim=256, num_heads=4)(x, encoded)
+    >>> logits = keras.layers.Dense(1000)(x)
+    >>> model = keras.Model([source, target], logits)
+    >>> model.output_shape
+    (None, None, 1000)
+    >>> # Decoder-only (GPT-style), grouped-query self-attention:
+    >>> gpt_block = TransformerDecoder(
+    ...     intermediate_dim=256,
+    ...     num_heads=8,
+    ...     attention_kwargs={"num_key_value_heads": 2},
+    ...     norm_first=True,
+    ... )
+    >>> tuple(gpt_block(keras.random.normal((2, 6, 64))).shape)
+    (2, 6, 64)
 
     Reference:
         - [Vaswani et al., 2017, "Attention Is All You Need"](

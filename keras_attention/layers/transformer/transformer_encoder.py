@@ -92,20 +92,24 @@ class TransformerEncoder(TransformerBlock):
 
     Example:
 
-    ```python
-    tokens = keras.Input(shape=(None,), dtype="int32")
-    x = keras.layers.Embedding(1000, 64, mask_zero=True)(tokens)
-    x = TransformerEncoder(intermediate_dim=256, num_heads=4)(x)
-    x = TransformerEncoder(
-        intermediate_dim=256,
-        num_heads=4,
-        attention="multi_head",
-        attention_kwargs={"num_key_value_heads": 2},
-        norm_first=True,
-    )(x)
-    x = keras.layers.GlobalAveragePooling1D()(x)  # skips the padding
-    model = keras.Model(tokens, keras.layers.Dense(2)(x))
-    ```
+    >>> tokens = keras.Input(shape=(None,), dtype="int32")
+    >>> x = keras.layers.Embedding(1000, 64, mask_zero=True)(tokens)
+    >>> x = TransformerEncoder(intermediate_dim=256, num_heads=4)(x)
+    >>> x = TransformerEncoder(
+    ...     intermediate_dim=256,
+    ...     num_heads=4,
+    ...     attention="multi_head",
+    ...     attention_kwargs={"num_key_value_heads": 2},
+    ...     norm_first=True,
+    ... )(x)
+    >>> x = keras.layers.GlobalAveragePooling1D()(x)  # skips the padding
+    >>> model = keras.Model(tokens, keras.layers.Dense(2)(x))
+    >>> model.output_shape
+    (None, 2)
+    >>> block = TransformerEncoder(intermediate_dim=32, num_heads=2,
+    ...                            attention="linear")
+    >>> tuple(block(keras.random.normal((2, 10, 16))).shape)
+    (2, 10, 16)
 
     Reference:
         - [Vaswani et al., 2017, "Attention Is All You Need"](
