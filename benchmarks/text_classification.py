@@ -19,10 +19,13 @@ recipe and the same data in the same process:
   split is mostly phrases of its own sentences, so that slice is easier
   than the validation sentences: it guards against divergence more than
   it picks the best epoch);
-- a wall-time budget per variant (`--budget`, default 540 s of training).
+- a wall-time budget per variant (`--budget`, default 540 s of training,
+  shared by the members with `--ensemble N`, which trains N seeds and also
+  scores their average predicted probabilities).
 
     python benchmarks/text_classification.py
     python benchmarks/text_classification.py --variants multi_head linear --epochs 2
+    python benchmarks/text_classification.py --variants multi_head --ema 0.999 --ensemble 2
 
 The table: validation accuracy, the held-out training-slice accuracy that
 early stopping saw, the epoch kept, training time and parameter count; the
@@ -68,6 +71,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--patience", type=int, default=1)
     parser.add_argument("--ema", type=float, default=None, help="weight moving-average momentum (e.g. 0.999)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ensemble", type=int, default=1,
+                        help="train this many models per variant (seeds --seed, --seed + 1, ...; the budget is "
+                             "shared) and also report their average prediction")
     parser.add_argument("--steps", type=int, default=None, help="steps per epoch (default: the whole training split)")
     return parser.parse_args(argv)
 
@@ -90,14 +96,16 @@ def load(args):
     )
 
 
-def train_variant(data, variant, args):
-    """Trains one variant; returns a dict of the row's numbers."""
+def train_variant(data, variant, args, seed=None, budget_seconds=None):
+    """Trains one variant; returns a dict of the row's numbers (the model
+    under `"model"`)."""
     import keras
 
     from keras_attention.models import compile_classifier
     from keras_attention.models import text_classifier
 
-    keras.utils.set_random_seed(args.seed)
+    seed = args.seed if seed is None else seed
+    keras.utils.set_random_seed(seed)
     model = text_classifier(
         len(data.vocabulary),
         data.num_classes,
@@ -121,7 +129,7 @@ def train_variant(data, variant, args):
         decay_steps=max(1, args.epochs * steps - args.warmup_steps),
         ema_momentum=args.ema,
     )
-    budget = time_budget(args.budget)
+    budget = time_budget(args.budget if budget_seconds is None else budget_seconds)
     stopping = keras.callbacks.EarlyStopping(
         # Restoring the best epoch's raw weights would replace the moving
         # average that `--ema` ends the fit with.
@@ -152,6 +160,33 @@ def train_variant(data, variant, args):
         "seconds": seconds,
         "parameters": model.count_params(),
         "stopped": budget.stopped,
+        "seed": seed,
+        "model": model,
+    }
+
+
+def ensemble_row(data, variant, members):
+    """The members' average class probabilities, scored like one model."""
+    import numpy as np
+    from keras import ops
+
+    def accuracy(dataset):
+        labels = np.concatenate([y.numpy() for _, y in dataset])
+        probabilities = sum(
+            np.concatenate([ops.convert_to_numpy(ops.softmax(m["model"](x, training=False))) for x, _ in dataset])
+            for m in members
+        )
+        return float(np.mean(np.argmax(probabilities, -1) == labels))
+
+    return {
+        "variant": f"{variant}, average of {len(members)} (seeds {', '.join(str(m['seed']) for m in members)})",
+        "validation": accuracy(data.test),
+        "holdout": accuracy(data.validation),
+        "epoch": "-",
+        "epochs_run": "-",
+        "seconds": sum(m["seconds"] for m in members),
+        "parameters": sum(m["parameters"] for m in members),
+        "stopped": any(m["stopped"] for m in members),
     }
 
 
@@ -173,8 +208,18 @@ def main(argv=None):
     print(f"data ready in {time.perf_counter() - start:.0f} s: vocabulary {len(data.vocabulary)}, "
           f"{int(data.train.cardinality())} training batches of {args.batch_size}", flush=True)
     rows = []
+    if args.ensemble < 1:
+        raise SystemExit(f"text_classification.py: --ensemble must be >= 1. Received: {args.ensemble}")
     for variant in args.variants:
-        rows.append(train_variant(data, variant, args))
+        members = [
+            train_variant(data, variant, args, seed=args.seed + i, budget_seconds=args.budget / args.ensemble)
+            for i in range(args.ensemble)
+        ]
+        for member in members:
+            member["variant"] = f"{variant}, seed {member['seed']}" if args.ensemble > 1 else variant
+        rows.extend(members)
+        if args.ensemble > 1:
+            rows.append(ensemble_row(data, variant, members))
     print()
     print("| attention | SST-2 validation accuracy | hold-out accuracy | epoch kept / run | train time (s) | parameters |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -43,6 +43,31 @@ def test_short_sst2_run_beats_the_majority_class(capsys):
     assert row["epochs_run"] == 1 and np.isfinite(row["seconds"])
 
 
+@pytest.mark.slow
+def test_ensemble_scores_the_average_of_its_members(capsys):
+    data_dir = shared_tfds("glue")
+    rows = _benchmark().main([
+        "--data-dir", data_dir, "--variants", "linear", "--epochs", "1", "--ensemble", "2",
+        "--steps", "150", "--batch-size", "128", "--warmup-steps", "30",
+        "--hidden-dim", "32", "--intermediate-dim", "64", "--num-layers", "1",
+    ])
+    printed = capsys.readouterr().out
+    first, second, average = rows
+    assert (first["seed"], second["seed"]) == (0, 1)
+    assert "| linear, average of 2 (seeds 0, 1) |" in printed
+    # Different seeds give different models.
+    assert first["model"].get_weights()[0].tolist() != second["model"].get_weights()[0].tolist()
+    # The average's accuracy, recomputed here from the members' outputs.
+    import keras
+
+    data = _benchmark().load(_benchmark().parse_arguments(["--data-dir", data_dir, "--batch-size", "128"]))
+    labels = np.concatenate([y.numpy() for _, y in data.test])
+    probabilities = sum(keras.ops.convert_to_numpy(keras.ops.softmax(row["model"].predict(data.test, verbose=0)))
+                        for row in (first, second))
+    assert average["validation"] == pytest.approx(np.mean(probabilities.argmax(-1) == labels), abs=1.5 / len(labels))
+    assert average["validation"] > 0.509 + 0.1, average
+
+
 def test_benchmark_skips_cleanly_without_data(tmp_path, capsys):
     rows = _benchmark().main(["--data-dir", str(tmp_path)])
     assert rows == []
