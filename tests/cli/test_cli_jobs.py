@@ -92,6 +92,7 @@ def test_export_saved_model_and_tflite_message(fitted, tmp_path):
         assert result.returncode == 1 and "TFLite" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # about 45 s; resuming after a kill stays in the default run (test_cli_run_safety)
 def test_interrupt_then_resume(data_dir, tmp_path):
     output = str(tmp_path / "run")
     command = script() + ["fit", "--data-dir", data_dir, "--epochs", "30", "--output", output, "--maps", "0", "--no-export", *TINY]

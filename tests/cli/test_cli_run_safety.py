@@ -107,6 +107,7 @@ def test_kill_while_writing_a_checkpoint_resumes_from_the_previous_one(data_dir,
     assert not os.path.exists(output / "backup")
 
 
+@pytest.mark.slow  # about 45 s; resuming from a checkpoint stays in the default run
 def test_a_damaged_checkpoint_is_reported_and_the_one_before_used(data_dir, tmp_path):
     output = tmp_path / "run"
     killed = fit(data_dir, output, "--no-export", fault="kill-after-epoch=2")
@@ -172,6 +173,7 @@ def test_links_in_the_run_folder_are_refused(data_dir, tmp_path, name):
     assert sorted(os.listdir(output)) == [name]
 
 
+@pytest.mark.slow  # two full command-line runs, about 50 s
 def test_same_command_same_numbers_whether_data_is_generated_or_cached(tmp_path):
     data_dir = str(tmp_path / "tfds")
     os.makedirs(data_dir)
