@@ -111,8 +111,7 @@ def pytest_runtest_call(item):
 _FIRST_VARIANT_ONLY = "test_builds_trains_saves_exports"
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
+def _mark_later_variants_slow(items):
     seen = set()
     for item in items:
         if getattr(item, "originalname", None) != _FIRST_VARIANT_ONLY or not hasattr(item, "callspec"):
@@ -121,3 +120,76 @@ def pytest_collection_modifyitems(config, items):
         if module in seen:
             item.add_marker(pytest.mark.slow)
         seen.add(module)
+
+
+# Modules whose tests share a fixture that takes long to set up (a search, a
+# fitted run, the distributed runs): each runs on one pytest-xdist worker,
+# so the fixture is set up once, not once per worker, and no worker waits
+# for the other's (see `pytest_xdist_make_scheduler`).
+_ONE_WORKER_MODULES = (
+    "tests/tuning/test_tune.py",
+    "tests/cli/test_cli_jobs.py",
+    "tests/cli/test_cli_run_safety.py",
+    "tests/distribute/test_strategies.py",
+)
+
+# Seconds each test took (setup + call + teardown), measured: see
+# `pytest_runtest_logreport` below.
+_DURATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "durations.txt")
+
+
+def _module_costs():
+    """Seconds per test module, from `durations.txt` (empty if absent)."""
+    costs = {}
+    if os.path.exists(_DURATIONS):
+        with open(_DURATIONS, encoding="utf-8") as f:
+            for line in f:
+                seconds, _, nodeid = line.strip().partition(" ")
+                if nodeid:
+                    module = nodeid.split("::")[0]
+                    costs[module] = costs.get(module, 0.0) + float(seconds)
+    return costs
+
+
+def pytest_runtest_logreport(report):
+    """With `KERAS_ATTENTION_TEST_DURATIONS=<file>`, appends each phase's
+    seconds and test id to the file: `tests/durations.txt` is made this way
+    (`KERAS_ATTENTION_TEST_DURATIONS=tests/durations.txt python
+    tests/run_suite.py` after removing it)."""
+    path = os.environ.get("KERAS_ATTENTION_TEST_DURATIONS")
+    # Written by the process that sees every report once (pytest-xdist's
+    # controller, or pytest alone).
+    if path and report.duration >= 0.05 and "PYTEST_XDIST_WORKER" not in os.environ:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{report.duration:.2f} {report.nodeid}\n")
+
+
+# Before pytest groups the tests by fixture (which keeps the modules' order).
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Marks later builder variants slow and runs the costliest modules
+    first (their tests in file order), since a long test started last would
+    leave the other worker idle at the end of a batch."""
+    _mark_later_variants_slow(items)
+    costs = _module_costs()
+    # Stable: modules without a measurement keep their order, last.
+    items.sort(key=lambda item: -costs.get(item.nodeid.split("::")[0], 0.0))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`-n N` (pytest-xdist's `load` distribution) sends each test to the
+    next free worker, except the tests of `_ONE_WORKER_MODULES`: each of
+    those modules goes whole to one worker, first."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        # Scopes with more tests are sent first, then single tests in the
+        # order of collection (`pytest_collection_modifyitems`).
+        def _split_scope(self, nodeid):
+            module = nodeid.split("::")[0]
+            return module if module in _ONE_WORKER_MODULES else nodeid
+
+    return Scheduling(config, log)

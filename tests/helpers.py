@@ -1,36 +1,127 @@
 """Shared assertions for the test suite."""
 
+import atexit
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
+import threading
 
 import keras
 import numpy as np
 
-_LOAD_AND_SERVE = textwrap.dedent(
+# A Python process that imports TensorFlow only (never `keras_attention`)
+# and serves exported models: one request per line on stdin (the export
+# folder, the inputs' .npz, their names, the outputs' .npz), one reply per
+# line on stdout. Each pytest worker starts one and sends every export round
+# trip to it, instead of paying TensorFlow's import once per check.
+_SERVER = textwrap.dedent(
     """
+    import gc
+    import json
     import sys
+    import traceback
+
     import numpy as np
     import tensorflow as tf
 
-    assert "keras_attention" not in sys.modules
-    data = np.load(sys.argv[2])
-    names = sys.argv[3].split(",")
-    loaded = tf.saved_model.load(sys.argv[1])  # keep: it owns the variables
-    if names[0].startswith("x"):
-        # Keras exports a multi-input model's endpoint with one list argument.
-        inputs = [tf.constant(data[name]) for name in names]
-        served = loaded.serve(inputs if len(inputs) > 1 else inputs[0])
-    else:
-        # A dict-input model's endpoint takes the dict.
-        served = loaded.serve({n[2:]: tf.constant(data[n]) for n in names})
-    flat = tf.nest.flatten(served)
-    np.savez(sys.argv[4], *[np.asarray(t) for t in flat])
-    assert "keras_attention" not in sys.modules, "export needs the package"
+    def serve(export_dir, data_path, names, out):
+        data = np.load(data_path)
+        loaded = tf.saved_model.load(export_dir)  # keep: it owns the variables
+        if names[0].startswith("x"):
+            # Keras exports a multi-input model's endpoint with one list argument.
+            inputs = [tf.constant(data[name]) for name in names]
+            served = loaded.serve(inputs if len(inputs) > 1 else inputs[0])
+        else:
+            # A dict-input model's endpoint takes the dict.
+            served = loaded.serve({n[2:]: tf.constant(data[n]) for n in names})
+        flat = tf.nest.flatten(served)
+        np.savez(out, *[np.asarray(t) for t in flat])
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            assert "keras_attention" not in sys.modules
+            serve(**request)
+            assert "keras_attention" not in sys.modules, "export needs the package"
+            reply = {"ok": True}
+        except BaseException:
+            reply = {"ok": False, "error": traceback.format_exc()}
+        gc.collect()
+        sys.stdout.write("@@served " + json.dumps(reply) + "\\n")
+        sys.stdout.flush()
     """
 )
+
+
+class _ServingProcess:
+    """The worker's TensorFlow-only serving process (see `_SERVER`)."""
+
+    # Restarted after this many models, so the memory of the SavedModels it
+    # loaded stays bounded.
+    MAX_REQUESTS = 12
+    TIMEOUT = 300
+
+    def __init__(self):
+        self.process = None
+        self.requests = 0
+
+    def _start(self):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen(
+            [sys.executable, "-u", "-c", _SERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env=env,
+        )
+        self.requests = 0
+
+    def stop(self):
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+            self._stderr.close()
+
+    def _stderr_tail(self):
+        self._stderr.seek(0)
+        return self._stderr.read()[-4000:]
+
+    def serve(self, **request):
+        """Sends one request; returns `(ok, error text)`."""
+        if self.process is None or self.process.poll() is not None or self.requests >= self.MAX_REQUESTS:
+            self.stop()
+            self._start()
+        self.requests += 1
+        reply = []
+
+        def read():
+            # Lines anything else printed on stdout are skipped.
+            for line in self.process.stdout:
+                if line.startswith("@@served "):
+                    reply.append(line[len("@@served "):])
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        reader.start()
+        reader.join(self.TIMEOUT)
+        if not reply:
+            message = f"the serving process gave no answer within {self.TIMEOUT} s or died:\n{self._stderr_tail()}"
+            self.stop()
+            return False, message
+        answer = json.loads(reply[0])
+        return answer["ok"], answer.get("error", "")
+
+
+_SERVING = _ServingProcess()
+atexit.register(_SERVING.stop)
 
 
 def as_list(x):
@@ -54,10 +145,11 @@ def assert_keras_roundtrip(model, inputs, tmp_path, atol=1e-6):
 
 
 def assert_export_roundtrip(model, inputs, tmp_path, atol=1e-5):
-    """`model.export` -> `tf.saved_model.load` in a fresh Python process.
+    """`model.export` -> `tf.saved_model.load` in another Python process.
 
-    The fresh process imports TensorFlow only (never `keras_attention`), so
-    the SavedModel must be self-contained.
+    That process imports TensorFlow only (never `keras_attention`), so the
+    SavedModel must be self-contained. It is the worker's serving process
+    (`_SERVING`), started once and reused.
     """
     if isinstance(inputs, dict):
         expected = as_list(model(inputs))
@@ -72,16 +164,8 @@ def assert_export_roundtrip(model, inputs, tmp_path, atol=1e-5):
     data = os.path.join(str(tmp_path), "inputs.npz")
     np.savez(data, **arrays)
     out = os.path.join(str(tmp_path), "served.npz")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run(
-        [sys.executable, "-c", _LOAD_AND_SERVE, export_dir, data, ",".join(arrays), out],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(tmp_path),
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    ok, error = _SERVING.serve(export_dir=export_dir, data_path=data, names=list(arrays), out=out)
+    assert ok, error[-4000:]
     served = np.load(out)
     got = [served[f"arr_{i}"] for i in range(len(served.files))]
     assert len(got) == len(expected), json.dumps([g.shape for g in got])

@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Directories whose test files are split into this many batches (the ones
 # that build and compile many models); every other file goes in one batch.
-SPLIT = {"layers": 3, "models": 8, "cli": 2}
+SPLIT = {"layers": 2, "models": 4, "cli": 2}
 
 # Files that lower or compile every builder run in a batch of their own.
 OWN_BATCH = ("test_tpu_readiness.py",)

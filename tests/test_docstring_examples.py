@@ -103,3 +103,21 @@ def test_xla_check_examples_run_elsewhere():
     # The module left out above keeps its own doctest run.
     text = open(os.path.join(ROOT, "tests", "test_tpu_readiness.py"), encoding="utf-8").read()
     assert "def test_docstring_examples_run" in text and DOCTESTED_ELSEWHERE[0].split(".")[1] in text
+
+
+WITH_WHEN_TO_USE = (
+    "MultiHeadAttention",
+    "ScaledDotProductAttention",
+    "AdditiveAttention",
+    "RegionalAttention",
+    "LinearAttention",
+    "LowRankAttention",
+    "SparseAttention",
+    "DistributedAttention",
+)
+
+
+def test_variant_docstrings_say_when_to_use_them():
+    layers = importlib.import_module("keras_attention.layers")
+    without = [n for n in WITH_WHEN_TO_USE if "When to use it" not in getattr(layers, n).__doc__]
+    assert not without, f"variants whose docstring lost its 'When to use it' section: {without}"

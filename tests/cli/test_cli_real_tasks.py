@@ -99,6 +99,11 @@ def test_enhance_bad_options_are_usage_errors(tmp_path):
         task.load("mnist", data_dir, task.options({}))
 
 
+# About 90 s (the canvases are drawn from MNIST first). In the default run,
+# the detect task trains and scores through the same task code on a mock
+# VOC layout (tests/data/test_detection_data.py), the command-line path is
+# the other tasks', and the detect options' errors are checked below.
+@pytest.mark.slow
 def test_detect_fits_validates_and_evaluates_map(tmp_path):
     data_dir = shared_tfds("mnist")
     output = str(tmp_path / "run")

@@ -1,13 +1,11 @@
 """Speech enhancement data: noise, mixing, and the pipeline on mock spoken digits."""
 
-import doctest
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_attention.data import speech_enhancement
 from keras_attention.data.speech_enhancement import mix_at_snr
 from keras_attention.data.speech_enhancement import pink_noise
 from keras_attention.data.speech_enhancement import speech_enhancement_data
@@ -337,9 +335,3 @@ def test_missing_data_is_named():
         speech_enhancement_data(data_dir="/nonexistent/tfds")
 
 
-def test_docstring_examples_run():
-    finder = doctest.DocTestFinder()
-    runner = doctest.DocTestRunner()
-    for test in finder.find(speech_enhancement, globs=vars(speech_enhancement).copy()):
-        runner.run(test)
-    assert runner.failures == 0 and runner.tries >= 15

@@ -9,7 +9,6 @@ the layer's own weights read back as arrays:
     c_i = sum_j a_ij value_j, masked queries -> zeros.
 """
 
-import doctest
 
 import keras
 import numpy as np
@@ -260,15 +259,6 @@ def test_export_in_a_fresh_process(tmp_path):
     helpers.assert_export_roundtrip(
         model, [normal(2, 3, 4), normal(2, 5, 3)], tmp_path
     )
-
-
-def test_docstring_example():
-    globs = {"keras": keras, "AdditiveAttention": AdditiveAttention}
-    finder = doctest.DocTestFinder()
-    runner = doctest.DocTestRunner()
-    for test in finder.find(AdditiveAttention, globs=globs):
-        runner.run(test)
-    assert runner.failures == 0 and runner.tries > 0
 
 
 def test_registry_config_and_shapes():

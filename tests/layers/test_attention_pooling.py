@@ -8,7 +8,6 @@ Expected numbers, NumPy float64 with the layer's own weights:
     y[i, h]    = sum_t w[h, i, t] x_t[h * dim/H : (h+1) * dim/H]
 """
 
-import doctest
 
 import keras
 import numpy as np
@@ -170,14 +169,6 @@ def test_jit_compiled_fit_roundtrip_and_export(tmp_path):
         (tmp_path / sub).mkdir()
     helpers.assert_keras_roundtrip(model, ids, tmp_path / "keras")
     helpers.assert_export_roundtrip(model, ids, tmp_path / "export")
-
-
-def test_docstring_example():
-    globs = {"keras": keras, "AttentionPooling": AttentionPooling}
-    runner = doctest.DocTestRunner()
-    for test in doctest.DocTestFinder().find(AttentionPooling, globs=globs):
-        runner.run(test)
-    assert runner.failures == 0 and runner.tries > 0
 
 
 def test_registry_config_and_shapes():

@@ -14,7 +14,6 @@ Expected numbers come from NumPy, in float64, with the layers' own weights:
 Masked positions output zeros in all three.
 """
 
-import doctest
 
 import keras
 import numpy as np
@@ -401,18 +400,6 @@ def test_in_sequential_with_a_sequence():
     np.testing.assert_allclose(
         to_np(model(x)), cbam_reference(model.layers[0], x), atol=1e-5
     )
-
-
-@pytest.mark.parametrize("cls", [ChannelAttention, SpatialAttention, CBAM])
-def test_docstring_examples_run(cls):
-    globs = {"keras": keras, cls.__name__: cls}
-    finder = doctest.DocTestFinder(recurse=False)
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    tests = finder.find(cls, globs=globs)
-    assert tests and tests[0].examples
-    for test in tests:
-        runner.run(test)
-    assert runner.failures == 0
 
 
 # --------------------------------------------------------------------------

@@ -1,4 +1,3 @@
-import doctest
 
 import keras
 import numpy as np
@@ -6,7 +5,6 @@ import pytest
 
 import helpers
 from keras_attention.layers import Dice
-from keras_attention.layers.activations import dice as dice_module
 
 
 def reference(x, alpha, mean, variance, epsilon):
@@ -67,8 +65,3 @@ def test_bad_arguments(kwargs, match):
         Dice(**kwargs)
 
 
-def test_docstring_example():
-    runner = doctest.DocTestRunner()
-    for test in doctest.DocTestFinder().find(dice_module, globs={"keras": keras, "Dice": Dice}):
-        runner.run(test)
-    assert runner.failures == 0 and runner.tries > 0

@@ -10,7 +10,6 @@ logical CPU devices configured before TensorFlow initialises, so that test
 runs in a subprocess.
 """
 
-import doctest
 import os
 import subprocess
 import sys
@@ -513,14 +512,3 @@ def test_bad_arguments(init, message):
         DistributedAttention(num_heads=4, key_dim=4, **init)
 
 
-def test_docstring_example_runs():
-    globs = {"keras": keras, "DistributedAttention": DistributedAttention}
-    tests = doctest.DocTestFinder(recurse=False).find(
-        DistributedAttention, "DistributedAttention", globs=globs
-    )
-    assert tests and tests[0].examples
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    for test in tests:
-        runner.run(test)
-    assert runner.failures == 0
-    assert "When to use it" in DistributedAttention.__doc__

@@ -11,7 +11,6 @@ Expected numbers: NumPy float64 with the layer's own weights (see
     o[i,h]   = sigmoid(q[i,h] . w_g[h] + b_g[h]) * sum_j a'[h,i,j] v[j,h]
 """
 
-import doctest
 
 import keras
 import numpy as np
@@ -22,7 +21,6 @@ import attention_reference as ref
 import helpers
 
 from keras_attention.layers import TransformerEncoder
-from keras_attention.layers.attention import dynamic_attention
 from keras_attention.layers.attention import registry
 from keras_attention.layers.attention.dynamic_attention import DynamicAttention
 
@@ -210,8 +208,3 @@ def test_bad_arguments(kwargs, match):
         DynamicAttention(**arguments)
 
 
-def test_docstring_example():
-    runner = doctest.DocTestRunner()
-    for test in doctest.DocTestFinder().find(dynamic_attention, globs={"keras": keras, "DynamicAttention": DynamicAttention}):
-        runner.run(test)
-    assert runner.failures == 0 and runner.tries > 0

@@ -6,7 +6,6 @@ plugged into the projections of `attention_reference.multi_head`, with the
 layer's own weights read back, including the FAVOR+ projection matrix.
 """
 
-import doctest
 import json
 import os
 import subprocess
@@ -24,7 +23,6 @@ import attention_reference as ref
 import helpers
 import linear_reference as lin
 
-from keras_attention.layers.attention import linear_attention
 from keras_attention.layers.attention import registry
 from keras_attention.layers.attention.linear_attention import LinearAttention
 
@@ -654,24 +652,6 @@ def test_compute_output_shape_and_spec():
     )
     assert tuple(out.shape) == (None, 3, 5)
     assert tuple(scores.shape) == (None, 2, 3, 4)
-
-
-def test_docstring_examples_run():
-    from keras_attention.ops import linear as linear_ops
-
-    for obj, name in (
-        (LinearAttention, "LinearAttention"),
-        (linear_ops.linear_attention, "linear_attention"),
-    ):
-        globs = {"keras": keras, name: obj}
-        finder = doctest.DocTestFinder(recurse=False)
-        tests = finder.find(obj, name, globs=globs)
-        assert tests and tests[0].examples
-        runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-        for test in tests:
-            runner.run(test)
-        assert runner.failures == 0, name
-    assert "When to use it" in linear_attention.LinearAttention.__doc__
 
 
 # --------------------------------------------------------------------------

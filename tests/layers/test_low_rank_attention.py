@@ -14,7 +14,6 @@ The projections and the softmax core come from `attention_reference.py`,
 shared with the other attention layers' tests.
 """
 
-import doctest
 import os
 import subprocess
 import sys
@@ -30,7 +29,6 @@ from keras.src.backend.common.masking import get_keras_mask
 import attention_reference as ref
 import helpers
 
-from keras_attention.layers.attention import low_rank_attention
 from keras_attention.layers.attention import registry
 from keras_attention.layers.attention.low_rank_attention import LowRankAttention
 
@@ -567,18 +565,6 @@ def test_inside_transformer_encoder(tmp_path):
     # Padding doesn't change the first example's output.
     np.testing.assert_allclose(ref.to_np(model(ids[:1, :5])), out[:1], atol=1e-5)
     helpers.assert_keras_roundtrip(model, ids, tmp_path)
-
-
-def test_docstring_example_runs():
-    globs = {"keras": keras, "LowRankAttention": LowRankAttention}
-    finder = doctest.DocTestFinder(recurse=False)
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    tests = finder.find(LowRankAttention, globs=globs)
-    assert tests and tests[0].examples
-    for test in tests:
-        runner.run(test)
-    assert runner.failures == 0
-    assert "When to use it" in low_rank_attention.LowRankAttention.__doc__
 
 
 # --------------------------------------------------------------------------

@@ -10,7 +10,6 @@ variant) with the inner layers' own weights:
             a' = z'[:Ta] U_a, b' = z'[Ta:] U_b; padded tokens -> zeros
 """
 
-import doctest
 
 import keras
 import numpy as np
@@ -22,7 +21,6 @@ import attention_reference as ref
 import helpers
 import linear_reference as lin
 
-from keras_attention.layers.attention import multimodal_attention as module
 from keras_attention.layers.attention import registry
 from keras_attention.layers.attention.multimodal_attention import MultiModalAttention
 
@@ -381,8 +379,3 @@ def test_incompatible_inner_arguments_are_clear_errors():
         MultiModalAttention(2, 4, mode="co", attention="linear", dropout=0.1)(a, b)
 
 
-def test_docstring_example():
-    runner = doctest.DocTestRunner()
-    for test in doctest.DocTestFinder().find(module, globs={"keras": keras, "MultiModalAttention": MultiModalAttention}):
-        runner.run(test)
-    assert runner.failures == 0 and runner.tries > 0

@@ -13,7 +13,6 @@ Gradients are compared with `MultiHeadAttention(implementation="exact")`
 holding the same weights and the same region as a dense `attention_mask`.
 """
 
-import doctest
 import os
 import re
 import subprocess
@@ -29,7 +28,6 @@ from keras.src import testing
 import attention_reference as ref
 import helpers
 
-from keras_attention.layers.attention import regional_attention as regional_module
 from keras_attention.layers.attention import registry
 from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
 from keras_attention.layers.attention.regional_attention import RegionalAttention
@@ -848,15 +846,6 @@ def test_bad_inputs_name_the_layer():
         match=r"'local' \(RegionalAttention\): `query` must have rank 3",
     ):
         layer(normal(2, 8), x)
-
-
-def test_docstring_examples_run():
-    for module in (regional_module, regional_ops):
-        result = doctest.testmod(
-            module, extraglobs={"keras": keras}, optionflags=doctest.ELLIPSIS
-        )
-        assert result.attempted > 0, module.__name__
-        assert result.failed == 0, module.__name__
 
 
 # --------------------------------------------------------------------------

@@ -10,7 +10,6 @@ fed with the layer's own weights to the textbook masked softmax of
 allowed logits and runs the softmax over them.
 """
 
-import doctest
 import json
 import os
 import subprocess
@@ -730,17 +729,6 @@ def test_dropout_only_in_training(name):
     assert np.isfinite(trained).all() and np.abs(trained - want).max() > 1e-3
     _, scores = dropped(x, x, training=True, return_attention_scores=True)
     np.testing.assert_allclose(ref.to_np(scores).sum(-1), 1.0, atol=1e-5)
-
-
-def test_docstring_example_runs():
-    finder = doctest.DocTestFinder(exclude_empty=True)
-    globs = {"keras": keras, "SparseAttention": SparseAttention, "np": np}
-    tests = finder.find(SparseAttention, "SparseAttention", globs=globs)
-    assert tests and tests[0].examples
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    for test in tests:
-        runner.run(test)
-    assert runner.failures == 0
 
 
 def test_get_config_is_complete():

@@ -10,7 +10,6 @@ inner layers' own weights, on x of shape (B, T, N, C):
     output zeros.
 """
 
-import doctest
 
 import keras
 import numpy as np
@@ -22,7 +21,6 @@ import attention_reference as ref
 import helpers
 
 from keras_attention.layers.attention import registry
-from keras_attention.layers.attention import spatiotemporal_attention as module
 from keras_attention.layers.attention.spatiotemporal_attention import SpatioTemporalAttention
 
 
@@ -228,8 +226,3 @@ def test_bad_inputs():
         layer(masked)
 
 
-def test_docstring_example():
-    runner = doctest.DocTestRunner()
-    for test in doctest.DocTestFinder().find(module, globs={"keras": keras, "SpatioTemporalAttention": SpatioTemporalAttention}):
-        runner.run(test)
-    assert runner.failures == 0 and runner.tries > 0

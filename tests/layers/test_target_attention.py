@@ -9,7 +9,6 @@ Expected numbers, NumPy float64 with the layer's own weights (DIN):
     y = sum_t w_t k_t
 """
 
-import doctest
 
 import keras
 import numpy as np
@@ -172,14 +171,6 @@ def test_jit_compiled_fit_and_roundtrips(tmp_path):
         (tmp_path / sub).mkdir()
     helpers.assert_keras_roundtrip(model, inputs, tmp_path / "keras")
     helpers.assert_export_roundtrip(model, inputs, tmp_path / "export")
-
-
-def test_docstring_example():
-    globs = {"keras": keras, "TargetAttention": TargetAttention}
-    runner = doctest.DocTestRunner()
-    for test in doctest.DocTestFinder().find(TargetAttention, globs=globs):
-        runner.run(test)
-    assert runner.failures == 0 and runner.tries > 0
 
 
 def test_registry_config_and_shapes():

@@ -1,5 +1,3 @@
-import doctest
-import importlib
 
 import keras
 import numpy as np
@@ -170,7 +168,3 @@ def test_gradients_of_degenerate_pairs_are_finite():
     assert np.isfinite(float(loss)) and np.all(np.isfinite(grad))
 
 
-def test_docstring_examples_run():
-    module = importlib.import_module("keras_attention.models.boxes")
-    result = doctest.testmod(module, verbose=False)
-    assert result.attempted >= 4 and result.failed == 0

@@ -67,7 +67,3 @@ def test_bad_config(kwargs, match):
         image_classifier(**arguments)
 
 
-def test_docstring_example():
-    model = image_classifier((28, 28, 1), 10, patch_size=4, hidden_dim=32, num_layers=1, num_heads=2, attention="linear")
-    compile_classifier(model)
-    assert model.predict(np.zeros((2, 28, 28, 1), "uint8"), verbose=0).shape == (2, 10)

@@ -82,7 +82,3 @@ def test_bad_config(kwargs, match):
         image_segmenter(**arguments)
 
 
-def test_docstring_example():
-    model = image_segmenter(64, 3, patch_size=4, hidden_dim=32, num_layers=1, num_heads=2, attention="linear")
-    compile_segmenter(model)
-    assert model(np.zeros((1, 64, 64, 3), "uint8")).shape == (1, 64, 64, 3)

@@ -180,11 +180,3 @@ def test_generation_served_from_a_savedmodel(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
 
 
-def test_docstring_example():
-    model = language_model(vocabulary_size=100, sequence_length=16, hidden_dim=32, num_layers=1, num_heads=2)
-    compile_language_model(model)
-    tokens = np.random.randint(1, 100, (8, 17))
-    model.fit(tokens[:, :-1], tokens[:, 1:], epochs=1, verbose=0)
-    ids = generate(model, tokens[:2, :4], max_new_tokens=6)
-    assert ids.shape == (2, 10)
-    np.testing.assert_array_equal(ids[:, :4], tokens[:2, :4])

@@ -1,5 +1,3 @@
-import doctest
-import importlib
 
 import numpy as np
 import pytest
@@ -240,7 +238,3 @@ def test_bad_arguments_raise_clear_errors(change, argument, expected):
     assert "Received: " in str(info.value)
 
 
-def test_docstring_examples_run():
-    module = importlib.import_module("keras_attention.models.mean_average_precision")
-    result = doctest.testmod(module, verbose=False)
-    assert result.attempted >= 4 and result.failed == 0

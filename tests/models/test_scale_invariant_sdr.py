@@ -1,4 +1,3 @@
-import doctest
 
 import keras
 import numpy as np
@@ -89,9 +88,3 @@ def test_gradient_moves_an_estimate_towards_the_reference():
     assert float(loss(clean, estimate)) < before - 1.0
 
 
-def test_docstring_examples_run():
-    import importlib
-
-    module = importlib.import_module("keras_attention.models.scale_invariant_sdr")
-    result = doctest.testmod(module, verbose=False)
-    assert result.attempted >= 3 and result.failed == 0

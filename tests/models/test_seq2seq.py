@@ -261,18 +261,6 @@ def test_translate_errors(kwargs, match):
         translate(model, np.ones((1, SOURCE_LENGTH), "int32"), **arguments)
 
 
-@pytest.mark.slow  # trains the docstring's model to its stated accuracy (about 35 s)
-def test_docstring_example():
-    model = seq2seq(100, 120, source_length=12, target_length=10, hidden_dim=32, num_layers=1, num_heads=2)
-    compile_seq2seq(model)
-    source = np.random.randint(1, 100, (8, 12))
-    target = np.random.randint(3, 120, (8, 11))
-    target[:, 0] = 1
-    model.fit([source, target[:, :-1]], target[:, 1:], epochs=1, verbose=0)
-    ids = translate(model, source[:2], start_token_id=1, end_token_id=2)
-    assert ids.shape == (2, 10)
-
-
 @pytest.mark.slow
 def test_flores_neen_beats_the_most_frequent_token():
     from keras_attention.data import translation_data

@@ -1,7 +1,5 @@
 """sequential_recommender, its ranking metrics and baselines."""
 
-import doctest
-import importlib
 
 import keras
 import numpy as np
@@ -122,9 +120,3 @@ def test_errors(kwargs, match):
         sequential_recommender(**arguments)
 
 
-def test_docstring_examples():
-    for name in ("sequential_recommender", "ranking"):
-        # The package exports the builder function under the module's name.
-        module = importlib.import_module(f"keras_attention.models.{name}")
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, extraglobs={"keras": keras})
-        assert result.failed == 0 and result.attempted > 0

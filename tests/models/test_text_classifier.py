@@ -92,15 +92,6 @@ def test_bad_config_errors(kwargs, match):
         text_classifier(**arguments)
 
 
-def test_docstring_example():
-    model = text_classifier(
-        vocabulary_size=1000, num_classes=2, sequence_length=32,
-        hidden_dim=32, num_layers=1, num_heads=2, attention="linear",
-    )
-    compile_classifier(model)
-    assert model.predict(np.ones((4, 32), "int32"), verbose=0).shape == (4, 2)
-
-
 def _raw_model():
     vectorizer = keras.layers.TextVectorization(max_tokens=50, output_sequence_length=16)
     vectorizer.adapt(["a good film", "a bad film", "not good at all"])

@@ -6,7 +6,6 @@ it. Masks include fully masked query rows and shards in which a query sees
 nothing.
 """
 
-import doctest
 
 import keras
 import numpy as np
@@ -241,19 +240,3 @@ def test_bad_arguments():
         sp.merge_partials([v], [])
 
 
-def test_docstring_examples_run():
-    for obj, name in (
-        (sp.partial_attention, "partial_attention"),
-        (sp.merge_partials, "merge_partials"),
-    ):
-        globs = {
-            "keras": keras,
-            "partial_attention": sp.partial_attention,
-            "merge_partials": sp.merge_partials,
-        }
-        tests = doctest.DocTestFinder(recurse=False).find(obj, name, globs=globs)
-        assert tests and tests[0].examples
-        runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-        for test in tests:
-            runner.run(test)
-        assert runner.failures == 0, name
