@@ -48,8 +48,13 @@ def test_builder_train_step_is_tpu_ready(name):
         assert f"{dtype}[{','.join(map(str, array.shape))}]" in hlo
     assert "parameter(0)" in entry and "s64[]" in hlo
     assert len(model.optimizer.variables) > 1  # built by `_train_step`
-    # `check_tpu_ready` agrees (it runs both checks and raises on a problem).
-    assert xla_check.check_tpu_ready(model, (x, y)) is None
+
+
+def test_check_tpu_ready_passes_a_builder_model():
+    # It runs the two checks above again (and raises on a problem): once is
+    # enough to see it agree.
+    model, batch = CASES["text_classifier"](jit_compile=True)
+    assert xla_check.check_tpu_ready(model, batch(seed=0, size=4)) is None
 
 
 # --------------------------------------------------------------------------
