@@ -7,7 +7,7 @@ TensorFlow keeps part of what every compiled function and model allocates
 whatever Keras' `clear_session` releases: about 50-120 MiB per model built,
 trained and saved. One pytest-xdist worker running the whole suite grew to
 5-10 GiB. Each batch below starts new worker processes, so a worker holds
-at most one batch's share (under 3 GiB with 10 batches, measured; now 6).
+at most one batch's share (3.5 GiB at most with these 6 batches, measured).
 Every batch costs its start (TensorFlow imported, tests collected) and its
 end (one worker idle while the other finishes): fewer batches, less time.
 
