@@ -629,6 +629,7 @@ def _other_layers():
             {},
         ),
         "SpeedPerturbation": (lambda: ka_layers.SpeedPerturbation(0.1, seed=1), {"inputs": _normal(6, 2, 64)}, {}),
+        "FrequencyWarp": (lambda: ka_layers.FrequencyWarp(0.1, seed=1), {"inputs": _normal(10, 2, 16, 8)}, {}),
         "ShortTimeFourierTransform": (lambda: ka_layers.ShortTimeFourierTransform(16, 4), {"inputs": _normal(8, 2, 64)}, {}),
         "InverseShortTimeFourierTransform": (
             lambda: ka_layers.InverseShortTimeFourierTransform(16, 4, 64),

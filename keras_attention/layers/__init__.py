@@ -47,6 +47,7 @@ from keras_attention.layers.pooling.attention_pooling import AttentionPooling
 from keras_attention.layers.pooling.masked_average_pooling import MaskedAveragePooling
 
 from keras_attention.layers.preprocessing.random_shift import RandomShift
+from keras_attention.layers.preprocessing.frequency_warp import FrequencyWarp
 from keras_attention.layers.preprocessing.short_time_fourier import (
     InverseShortTimeFourierTransform,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "AttentionPooling",
     "MaskedAveragePooling",
     "RandomShift",
+    "FrequencyWarp",
     "InverseShortTimeFourierTransform",
     "ShortTimeFourierTransform",
     "SpecAugment",

@@ -5,6 +5,7 @@ import keras
 from keras_attention.arguments import argument_error
 from keras_attention.arguments import check_choice
 from keras_attention.arguments import check_heads
+from keras_attention.layers.preprocessing.frequency_warp import FrequencyWarp
 from keras_attention.layers.preprocessing.spec_augment import SpecAugment
 from keras_attention.layers.preprocessing.speed_perturbation import SpeedPerturbation
 from keras_attention.models import audio_frontend
@@ -34,6 +35,7 @@ def audio_classifier(
     speed_perturbation=0.0,
     num_freq_masks=1,
     max_freq_mask=None,
+    frequency_warp=0.0,
     name=BUILDER,
 ):
     """A transformer over log-mel frames; the front end is inside the model.
@@ -81,6 +83,10 @@ def audio_classifier(
         max_freq_mask: int >= 0, the widest frequency mask in mel bands
             (with `augmentation`). Defaults to `num_mel_bins // 16`. Wider
             and more masks hide more of each voice's formant detail.
+        frequency_warp: float in `[0, 0.5]`; above 0, `FrequencyWarp`
+            stretches each training example's log-mel frames along the mel
+            axis by a factor of up to `1 +- frequency_warp` (formants move,
+            tempo stays), before `SpecAugment`.
         name: model name.
 
     Returns:
@@ -129,6 +135,8 @@ def audio_classifier(
         fft_length=fft_length,
         normalization=normalization,
     )
+    if frequency_warp:
+        x = FrequencyWarp(frequency_warp, name="frequency_warp")(x)
     frames = x.shape[1]
     if augmentation:
         x = SpecAugment(

@@ -13,7 +13,7 @@ class AudioTask(ClassificationTask):
     Options: `target` (`"digit"` or `"speaker"`), `split` (`"standard"` or
     `"leave_one_speaker_out"`), `test_speaker`, `num_samples`,
     `num_mel_bins`, `augmentation`, `subsampling`, `normalization`, `speed_perturbation`, `num_freq_masks`,
-    `max_freq_mask`, the encoder sizes, `pooling`, `epochs`, `steps`,
+    `max_freq_mask`, `frequency_warp`, the encoder sizes, `pooling`, `epochs`, `steps`,
     `batch_size`, `learning_rate`, `warmup_steps`.
     """
 
@@ -38,6 +38,7 @@ class AudioTask(ClassificationTask):
         "speed_perturbation": 0.0,
         "num_freq_masks": 1,
         "max_freq_mask": None,
+        "frequency_warp": 0.0,
         "epochs": 80,
         "steps": None,
         "batch_size": 32,
@@ -109,6 +110,7 @@ class AudioTask(ClassificationTask):
             speed_perturbation=options["speed_perturbation"],
             num_freq_masks=options["num_freq_masks"],
             max_freq_mask=options["max_freq_mask"],
+            frequency_warp=options["frequency_warp"],
             name=f"audio_{attention}",
         )
         return self.compile(model, data, options)

@@ -77,10 +77,12 @@ def test_peak_normalization_ignores_samples_past_the_lengths():
         assert np.all(clean.numpy()[b, n:] == 0.0) and clean.numpy()[b, :n].max() == pytest.approx(4.0)
 
 
-def test_peak_normalization_and_speed_perturbation_train_and_round_trip(tmp_path):
+def test_peak_normalization_speed_perturbation_and_frequency_warp_train_and_round_trip(tmp_path):
     model = audio_classifier(800, 3, hidden_dim=16, num_layers=1, num_heads=2, num_mel_bins=16,
-                             normalization="peak", speed_perturbation=0.1, augmentation=True)
+                             normalization="peak", speed_perturbation=0.1, augmentation=True, frequency_warp=0.15)
     assert model.get_layer("speed_perturbation").max_change == 0.1
+    assert model.get_layer("frequency_warp").max_warp == 0.15
+    assert not any(layer.name == "frequency_warp" for layer in audio_classifier(800, 3, hidden_dim=16).layers)
     spec_augment = model.get_layer("spec_augment")
     assert (spec_augment.num_freq_masks, spec_augment.max_freq_mask) == (1, 1)  # 16 bins // 16
     wider = audio_classifier(800, 3, hidden_dim=16, num_layers=1, num_heads=2, num_mel_bins=16,
@@ -109,6 +111,7 @@ def test_fix_length():
         ({"attention": "nope"}, r"audio_classifier.*one of \["),
         ({"normalization": "global"}, r"audio_classifier.*normalization.*'band', 'peak'"),
         ({"speed_perturbation": 0.9}, r"SpeedPerturbation: `max_change`"),
+        ({"frequency_warp": -0.2}, r"FrequencyWarp: `max_warp`.*max_warp=-0.2"),
         ({"num_freq_masks": -1}, r"audio_classifier.*num_freq_masks.*int >= 0.*num_freq_masks=-1"),
         ({"max_freq_mask": 1.5}, r"audio_classifier.*max_freq_mask.*int >= 0.*max_freq_mask=1.5"),
         ({"max_freq_mask": 65}, r"audio_classifier.*max_freq_mask.*at most num_mel_bins=64.*max_freq_mask=65"),
