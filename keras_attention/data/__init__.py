@@ -14,6 +14,7 @@ from keras_attention.data.listops import listops_config
 from keras_attention.data.listops import listops_vocabulary
 from keras_attention.data.listops import load_listops
 from keras_attention.data.text import text_classification_data
+from keras_attention.data.sentence_holdout import hold_out_sentences
 from keras_attention.data.vision import image_classification_data
 from keras_attention.data.audio import spoken_digit_data
 from keras_attention.data.speech_enhancement import speech_enhancement_data
@@ -44,6 +45,7 @@ __all__ = [
     "listops_vocabulary",
     "load_listops",
     "text_classification_data",
+    "hold_out_sentences",
     "image_classification_data",
     "spoken_digit_data",
     "speech_enhancement_data",

@@ -72,6 +72,26 @@ def _text_key(builder_name, features, text_key):
     )
 
 
+def _checked_pairs(dataset):
+    """`dataset` if it yields unbatched `(string, integer)` pairs, else a `ValueError`."""
+    import tensorflow as tf
+
+    spec = dataset.element_spec
+    ok = (
+        isinstance(spec, tuple)
+        and len(spec) == 2
+        and all(isinstance(s, tf.TensorSpec) and s.shape.rank == 0 for s in spec)
+        and spec[0].dtype == tf.string
+        and spec[1].dtype.is_integer
+    )
+    if not ok:
+        raise ValueError(
+            "`text_classification_data`: a split given as a `tf.data.Dataset` must yield unbatched "
+            f"`(string, integer label)` pairs. Received: element_spec={spec}"
+        )
+    return dataset.map(lambda text, label: (text, tf.cast(label, "int64")))
+
+
 def text_classification_data(
     name="glue/sst2",
     data_dir=None,
@@ -101,7 +121,9 @@ def text_classification_data(
         label_key: the label feature (a `ClassLabel`).
         train_split, validation_split, test_split: split names (`None` to
             skip; GLUE's test labels are hidden, so SST-2 evaluates on
-            `validation`).
+            `validation`), or `tf.data.Dataset`s of unbatched
+            `(string, integer label)` pairs (e.g. a hold-out made by
+            `hold_out_sentences`), used as they are.
         sequence_length: int, tokens per example (padded with 0 / cut).
         vocabulary_size: int, vectorizer vocabulary (padding and OOV
             included).
@@ -150,6 +172,8 @@ def text_classification_data(
     def load(split):
         if split is None:
             return None
+        if isinstance(split, tf.data.Dataset):
+            return _checked_pairs(split)
         ds = load_prepared("`text_classification_data`", name, split=split, data_dir=data_dir)
         return ds.map(
             lambda ex: (

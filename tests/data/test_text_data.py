@@ -125,3 +125,35 @@ def test_joined_text_features():
     with pytest.raises(ValueError, match="no feature 'summary'"):
         with tfds.testing.mock_data(as_dataset_fn=_ag_news):
             text_classification_data("ag_news_subset", text_key=("title", "summary"))
+
+
+def test_splits_given_as_datasets_are_used_as_they_are():
+    train = tf.data.Dataset.from_tensor_slices((["good film", "bad film", "good"], np.array([1, 0, 1], "int32")))
+    holdout = tf.data.Dataset.from_tensor_slices((["bad plot"], np.array([0], "int64")))
+    with tfds.testing.mock_data(as_dataset_fn=_sst2):
+        data = text_classification_data(
+            "glue/sst2", train_split=train, validation_split=holdout, test_split="validation",
+            sequence_length=3, vocabulary_size=20, batch_size=1,
+        )
+    assert set(data.vocabulary) == {"", "[UNK]", "good", "film", "bad"}  # adapted on the given text only
+    assert int(data.train.cardinality()) == 3
+    index = {t: i for i, t in enumerate(data.vocabulary)}
+    (ids, label), = list(data.validation)
+    np.testing.assert_array_equal(ids.numpy(), [[index["bad"], 1, 0]])
+    assert label.dtype == tf.int64 and label.numpy().tolist() == [0]
+    assert sum(int(y.shape[0]) for _, y in data.test) == len(VALIDATION)  # the named split
+    assert data.majority_accuracy == 0.0  # the training majority (1) on the given hold-out ([0])
+
+
+@pytest.mark.parametrize(
+    "dataset",
+    [
+        tf.data.Dataset.from_tensor_slices((["a", "b"], [0.5, 1.0])),  # float labels
+        tf.data.Dataset.from_tensor_slices((["a", "b"], [0, 1])).batch(2),  # batched
+        tf.data.Dataset.from_tensor_slices(["a", "b"]),  # no labels
+    ],
+)
+def test_a_dataset_split_of_the_wrong_kind_is_refused(dataset):
+    with tfds.testing.mock_data(as_dataset_fn=_sst2):
+        with pytest.raises(ValueError, match=r"text_classification_data.*unbatched `\(string, integer label\)` pairs.*element_spec="):
+            text_classification_data("glue/sst2", validation_split=dataset)
