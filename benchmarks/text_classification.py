@@ -18,7 +18,9 @@ recipe and the same data in the same process:
   is never used to choose anything, it is only reported. (SST-2's training
   split is mostly phrases of its own sentences, so that slice is easier
   than the validation sentences: it guards against divergence more than
-  it picks the best epoch);
+  it picks the best epoch. `--holdout-sentences N` holds out N whole
+  training sentences instead, with every phrase found only inside them,
+  so the hold-out looks like the validation sentences);
 - a wall-time budget per variant (`--budget`, default 540 s of training,
   shared by the members with `--ensemble N`, which trains N seeds and also
   scores their average predicted probabilities).
@@ -26,6 +28,7 @@ recipe and the same data in the same process:
     python benchmarks/text_classification.py
     python benchmarks/text_classification.py --variants multi_head linear --epochs 2
     python benchmarks/text_classification.py --variants multi_head --ema 0.999 --ensemble 2
+    python benchmarks/text_classification.py --variants multi_head --ema 0.999 --holdout-sentences 870
 
 The table: validation accuracy, the held-out training-slice accuracy that
 early stopping saw, the epoch kept, training time and parameter count; the
@@ -54,6 +57,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--budget", type=float, default=540.0, help="training seconds per variant")
     parser.add_argument("--holdout", type=int, default=3, help="percent of the training split held out for early stopping")
+    parser.add_argument("--holdout-sentences", type=int, default=0,
+                        help="instead, hold out this many whole training sentences and every phrase found only "
+                             "inside them (`hold_out_sentences`): a hold-out like unseen sentences")
     parser.add_argument("--sequence-length", type=int, default=64)
     parser.add_argument("--vocabulary-size", type=int, default=20000)
     parser.add_argument("--ngrams", type=int, default=1)
@@ -78,15 +84,38 @@ def parse_arguments(argv=None):
     return parser.parse_args(argv)
 
 
+def sentence_splits(args):
+    """The training split cut by `hold_out_sentences`: (train, hold-out) datasets of (text, label)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_attention.data import hold_out_sentences
+    from keras_attention.data.prepared import load_prepared
+
+    examples = list(load_prepared("text_classification.py", args.dataset, "train", args.data_dir).as_numpy_iterator())
+    texts = [e["sentence"].decode("utf-8") for e in examples]
+    labels = np.array([e["label"] for e in examples], "int64")
+    train, holdout = hold_out_sentences(texts, args.holdout_sentences, seed=args.seed)
+    print(f"hold-out: {len(holdout)} training sentences; training on {len(train)} of {len(texts)} examples "
+          f"({len(texts) - len(train) - len(holdout)} phrases found only inside the hold-out dropped)", flush=True)
+    return tuple(
+        tf.data.Dataset.from_tensor_slices(([texts[i] for i in indices], labels[indices]))
+        for indices in (train, holdout)
+    )
+
+
 def load(args):
     from keras_attention.data import text_classification_data
 
     keep = 100 - args.holdout
+    train_split, validation_split = f"train[:{keep}%]", f"train[{keep}%:]"
+    if args.holdout_sentences:
+        train_split, validation_split = sentence_splits(args)
     return text_classification_data(
         args.dataset,
         data_dir=args.data_dir,
-        train_split=f"train[:{keep}%]",
-        validation_split=f"train[{keep}%:]",
+        train_split=train_split,
+        validation_split=validation_split,
         test_split="validation",
         sequence_length=args.sequence_length,
         vocabulary_size=args.vocabulary_size,
