@@ -86,7 +86,10 @@ def audio_classifier(
         frequency_warp: float in `[0, 0.5]`; above 0, `FrequencyWarp`
             stretches each training example's log-mel frames along the mel
             axis by a factor of up to `1 +- frequency_warp` (formants move,
-            tempo stays), before `SpecAugment`.
+            tempo stays), before `SpecAugment`. On spoken_digit's
+            leave-one-speaker-out digits (32 mel bands, four training
+            voices) 0.1 lowered the mean over the five folds from 0.850 to
+            0.778.
         name: model name.
 
     Returns:
