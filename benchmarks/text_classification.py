@@ -161,9 +161,16 @@ def train_variant(data, variant, args, seed=None, budget_seconds=None):
     budget = time_budget(args.budget if budget_seconds is None else budget_seconds)
     stopping = keras.callbacks.EarlyStopping(
         # Restoring the best epoch's raw weights would replace the moving
-        # average that `--ema` ends the fit with.
+        # average that `--ema` ends the fit with: with `--ema` the fit
+        # stops after `--patience` epochs without progress and keeps the
+        # average of the last steps.
         monitor="val_accuracy", patience=args.patience, restore_best_weights=args.ema is None, mode="max"
     )
+    callbacks = [budget, stopping]
+    if args.ema is not None:
+        # Each epoch's hold-out score is that of the moving average (the
+        # weights the fit ends with), not of the raw weights.
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights())
     train = data.train.repeat() if args.steps else data.train
     start = time.perf_counter()
     history = model.fit(
@@ -171,20 +178,22 @@ def train_variant(data, variant, args, seed=None, budget_seconds=None):
         validation_data=data.validation,
         epochs=args.epochs,
         steps_per_epoch=args.steps,
-        callbacks=[budget, stopping],
+        callbacks=callbacks,
         verbose=2,
     )
     seconds = time.perf_counter() - start
-    # EarlyStopping restores the weights of the best hold-out epoch (a
-    # partial epoch cut by the time budget is scored like the others).
+    # Without `--ema`, EarlyStopping restores the weights of the best
+    # hold-out epoch (a partial epoch cut by the time budget is scored like
+    # the others); with it, the last epoch's moving average is kept. The
+    # row reports the hold-out score of the weights kept.
     holdout = history.history["val_accuracy"]
-    best = max(range(len(holdout)), key=holdout.__getitem__)
+    kept = len(holdout) - 1 if args.ema is not None else max(range(len(holdout)), key=holdout.__getitem__)
     result = model.evaluate(data.test, verbose=0, return_dict=True)
     return {
         "variant": variant,
         "validation": result["accuracy"],
-        "holdout": holdout[best],
-        "epoch": best + 1,
+        "holdout": model.evaluate(data.validation, verbose=0, return_dict=True)["accuracy"],
+        "epoch": kept + 1,
         "epochs_run": len(holdout),
         "seconds": seconds,
         "parameters": model.count_params(),
