@@ -111,7 +111,8 @@ def main(argv=None):
         rows.append({
             "trial": row["trial"],
             "hyperparameters": row["hyperparameters"]
-            + ("" if row["status"] == "COMPLETED" else f" ({row['status'].lower()})"),
+            + ("" if row["status"] == "COMPLETED" else f" ({row['status'].lower()})")
+            + (f" ({row['message']})" if row["message"] else ""),
             "validation_accuracy": row["score"],
             "test_accuracy": tests.get(row["trial"]),
             "seconds": row["seconds"],

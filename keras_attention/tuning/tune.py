@@ -6,7 +6,8 @@ Writes into `directory/project_name`:
   `trial_*/checkpoint.weights.h5`): re-running with the same directory
   continues the search; finished trials are not redone, the trial that was
   running when the search was killed runs again;
-- `trial_*/seconds.json`: each trial's wall-clock time;
+- `trial_*/seconds.json`: each trial's wall-clock time, and whether the
+  time budget stopped its training early;
 - `results.md`, `results.csv`, `results.json`: one row per trial (trial id,
   status, hyperparameters, score, seconds), best first;
 - `best/model.keras` (loads after `import keras_attention`, without
@@ -61,15 +62,21 @@ class TuningResult:
 
 
 
-def _deadline_callback(deadline):
+# The message of a trial whose training the time budget stopped early.
+CUT_MESSAGE = "stopped by the time budget"
+
+
+def _deadline_callback(search):
+    """Stops training once `search.deadline` is past, and tells `search`."""
     import keras
 
     class Deadline(keras.callbacks.Callback):
         """Stops training once the search's time budget is spent."""
 
         def on_train_batch_end(self, batch, logs=None):
-            if time.time() > deadline:
+            if time.time() > search.deadline:
                 self.model.stop_training = True
+                search.trial_cut = True
 
     return Deadline()
 
@@ -91,6 +98,7 @@ def _tuner_class(name):
         """`base` that times its trials and stops at a deadline."""
 
         deadline = None
+        trial_cut = False
 
         def _populate_initial_space(self):
             # Exploring the conditional space builds the model once per
@@ -108,13 +116,14 @@ def _tuner_class(name):
 
         def on_trial_begin(self, trial):
             self._trial_start = time.perf_counter()
+            self.trial_cut = False
             super().on_trial_begin(trial)
 
         def on_trial_end(self, trial):
             seconds = time.perf_counter() - self._trial_start
             path = os.path.join(self.get_trial_dir(trial.trial_id), "seconds.json")
             with open(path, "w") as f:
-                json.dump({"seconds": round(seconds, 1)}, f)
+                json.dump({"seconds": round(seconds, 1), "cut_by_time_budget": self.trial_cut}, f)
             super().on_trial_end(trial)
 
         def search(self, *args, **kwargs):
@@ -231,7 +240,8 @@ def tune(
         steps: int or `None`, steps per epoch; defaults to the whole split.
         max_seconds: float or `None`; no trial starts after that many
             seconds, and a running trial stops training then (its score is
-            what it reached).
+            what it reached; its row's message says it was stopped by the
+            time budget).
         data_dir: tensorflow-datasets data directory.
         options: dict of fixed task options (data options such as
             `max_length`, `train_size`, `batch_size`).
@@ -321,7 +331,7 @@ def tune(
     callbacks = task.callbacks(data, validation)
     if max_seconds is not None:
         search.deadline = start + max_seconds
-        callbacks.append(_deadline_callback(search.deadline))
+        callbacks.append(_deadline_callback(search))
     done = sum(1 for t in search.oracle.trials.values() if t.status == "COMPLETED")
     log(
         f"[keras-attention] {tuner} search in {project_dir}"
@@ -442,11 +452,13 @@ def results_rows(tuner, hypermodel=None):
                 described = _describe(values)
         else:
             described = _describe(values)
-        seconds = None
+        seconds, cut = None, False
         path = os.path.join(tuner.project_dir, f"trial_{trial_id}", "seconds.json")
         if os.path.exists(path):
             with open(path) as f:
-                seconds = json.load(f).get("seconds")
+                timing = json.load(f)
+            seconds, cut = timing.get("seconds"), timing.get("cut_by_time_budget", False)
+        message = (trial.message or "").strip().splitlines()[-1:] or ([CUT_MESSAGE] if cut else None)
         rows.append(
             {
                 "trial": trial_id,
@@ -455,7 +467,7 @@ def results_rows(tuner, hypermodel=None):
                 "epochs": epochs,
                 "score": None if trial.score is None else float(trial.score),
                 "seconds": seconds,
-                "message": (trial.message or "").strip().splitlines()[-1:] or None,
+                "message": message,
             }
         )
     rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0.0), r["trial"]))

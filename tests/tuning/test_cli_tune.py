@@ -139,6 +139,8 @@ def test_cli_search_writes_the_table_and_best_model(tmp_path, data_dir):
     assert "| trial | status | hyperparameters |" in result.stdout
     project = tmp_path / "listops"
     assert (project / "results.md").exists() and (project / "results.csv").exists()
-    assert len((project / "results.md").read_text().strip().splitlines()) == 3  # 1 trial
+    table = (project / "results.md").read_text().strip().splitlines()
+    assert len(table) == 3  # 1 trial
+    assert "| completed (stopped by the time budget) |" in table[2]
     assert (project / "best" / "model.keras").exists()
     assert not (project / "best" / "export").exists()

@@ -46,6 +46,7 @@ def test_search_writes_results_and_best_model(search):
     assert result.project_dir == project
     assert len(result.rows) == 2
     assert all(row["status"] == "COMPLETED" for row in result.rows)
+    assert all(row["message"] is None for row in result.rows)  # no time budget, nothing cut
     assert result.rows[0]["score"] == max(row["score"] for row in result.rows)
     assert result.best_score == result.rows[0]["score"]
     for row in result.rows:
