@@ -53,12 +53,13 @@ def hold_out_sentences(texts, count, seed=0):
     keys = [_key(t) for t in texts]
     words = [k.split() for k in keys]
     covered = set()  # every run of words of a sentence found so far
-    sentences = []
+    spans = {}  # sentence index -> its runs of words
     for i in sorted(range(len(keys)), key=lambda i: (-len(words[i]), i)):
         if keys[i] in covered:
             continue
-        sentences.append(i)
-        covered |= _spans(words[i])
+        spans[i] = _spans(words[i])
+        covered |= spans[i]
+    sentences = list(spans)
     if count > len(sentences):
         raise ValueError(
             f"`hold_out_sentences`: `count` must be at most the {len(sentences)} sentences found. "
@@ -66,12 +67,7 @@ def hold_out_sentences(texts, count, seed=0):
         )
     rng = np.random.default_rng(seed)
     held = set(rng.choice(np.array(sentences), size=count, replace=False).tolist())
-    inside_held = set()
-    for i in held:
-        inside_held |= _spans(words[i])
-    inside_kept = set()
-    for i in sentences:
-        if i not in held:
-            inside_kept |= _spans(words[i])
+    inside_held = set().union(*(spans[i] for i in held))
+    inside_kept = set().union(*(spans[i] for i in sentences if i not in held))
     train = [i for i in range(len(keys)) if i not in held and (keys[i] in inside_kept or keys[i] not in inside_held)]
     return np.array(train, "int64"), np.array(sorted(held), "int64")
